@@ -1,0 +1,3 @@
+"""protege: distil large language models into small, fast students."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,88 @@
+"""The one small interface every teacher backend implements, and the value types it returns.
+
+A backend is stateless apart from its loaded model or client: caching, budgets and provenance live in the
+ledger (``protege.run.ledger``), which wraps any backend. Keep the three methods pure in that sense: the same
+request returns the same kind of answer whatever was asked before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Protocol, Sequence, Union, runtime_checkable
+
+# A prompt is either raw text (sent as is) or a chat: a list of {"role": ..., "content": ...} messages that
+# the backend renders with the model's chat template.
+Message = dict[str, str]
+Prompt = Union[str, list[Message]]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. ``temperature=0`` means greedy decoding."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1  # samples per prompt
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Generation:
+    """One sampled continuation."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"  # "stop" | "length"
+
+
+@dataclass
+class TopK:
+    """Per-position top-k next-token log-probabilities over a sequence.
+
+    Row ``i`` describes the distribution of token ``i + 1`` given tokens ``0..i`` (the usual shift), so a
+    sequence of ``L`` tokens yields ``L - 1`` rows. ``token_logprobs[i]`` is the log-probability the model gave
+    the token that actually follows; ``tail_logprob[i]`` is log(1 - sum(exp(logprobs[i]))), the mass outside
+    the top k (``-inf`` when the top k hold all of it).
+    """
+
+    token_ids: list[int]  # the L tokens of the sequence
+    ids: list[list[int]]  # (L-1) x k
+    logprobs: list[list[float]]  # (L-1) x k, sorted descending
+    token_logprobs: list[float]  # L-1
+    tail_logprob: list[float] = field(default_factory=list)  # L-1
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    """A model that can be asked for text, for scores of given text, and for its next-token distributions."""
+
+    @property
+    def backend(self) -> str:
+        """Short backend name: ``hf``, ``openai`` or ``llamacpp``."""
+
+    @property
+    def model_id(self) -> str:
+        """What identifies the weights (resolved path, hub id or served model name); part of the ledger key."""
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Generation]]:
+        """``params.n`` continuations for each prompt."""
+
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]]) -> list[list[float]]:
+        """Summed log-probability of each candidate continuation given its prompt.
+
+        ``continuations[i]`` are the candidates for ``prompts[i]`` (e.g. one verbalizer per label). Backends
+        that can, compute the shared prompt once per prompt and branch only over the candidates.
+        """
+
+    def topk_logprobs(self, prompts: Sequence[Prompt], completions: Sequence[str], k: int) -> list[TopK]:
+        """Top-k next-token log-probabilities at every position of ``prompt + completion``."""
+
+
+class BackendError(RuntimeError):
+    """A backend failed in a way retrying will not fix (bad request, missing model, unreachable server)."""
