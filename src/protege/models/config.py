@@ -1,0 +1,34 @@
+"""Typed configuration of a teacher, as it appears in a recipe's ``teacher:`` section."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TeacherConfig(BaseModel):
+    """Which teacher model to use and how to reach it."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    backend: Literal["hf", "openai", "llamacpp"] = Field(
+        "hf", description="hf: in-process transformers (full logits); openai: any OpenAI-compatible server; "
+        "llamacpp: a GGUF file through llama-cpp-python."
+    )
+    model: str = Field(
+        "smollm2-135m-instruct",
+        description="Embedded model name, local path, hub id, GGUF path, or the served model name for openai.",
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="hf: weights dtype.")
+    batch_size: int = Field(8, ge=1, description="Prompts per backend call; also how often answers are saved.")
+    base_url: Optional[str] = Field(None, description="openai: server URL, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="openai: name of the environment variable holding the API key (never stored)."
+    )
+    max_concurrency: int = Field(4, ge=1, description="openai: requests in flight at once.")
+    max_retries: int = Field(5, ge=0, description="openai: retries on 429, 5xx, timeouts, with exponential backoff.")
+    timeout_s: float = Field(120.0, gt=0, description="openai: seconds before a request is abandoned and retried.")
+    n_ctx: int = Field(2048, ge=128, description="llamacpp: context window.")
+    price_input_per_million: float = Field(0.0, ge=0, description="Cost per million prompt tokens (for reports).")
+    price_output_per_million: float = Field(0.0, ge=0, description="Cost per million generated tokens.")
