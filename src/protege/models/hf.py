@@ -1,0 +1,255 @@
+"""The ``hf`` teacher backend: a transformers causal LM in this process, with full logits.
+
+Token conventions shared by ``score`` and ``topk_logprobs``: a prompt is tokenised as a whole (chat prompts are
+rendered by the tokenizer's chat template with the generation prompt appended and are not given extra special
+tokens); a continuation is tokenised on its own without special tokens and appended. So a verbalizer written as
+``" positive"`` is scored as the tokens of ``" positive"``, whatever the prompt ends with.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any, Iterator, Sequence, TypeVar
+
+import torch
+
+from protege.models.base import Generation, Prompt, SamplingParams, TopK
+
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def render_prompt(tokenizer: Any, prompt: Prompt, model_id: str = "model") -> str:
+    """Raw text as is; a chat through the tokenizer's chat template, ready for the assistant's answer."""
+    if isinstance(prompt, str):
+        return prompt
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"{model_id} has no chat template, so chat prompts (lists of messages) cannot be rendered; "
+            "pass raw-text prompts or use an instruct/chat model"
+        )
+    return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+
+
+def tail_logprob(top_logprobs: torch.Tensor) -> torch.Tensor:
+    """log(1 - sum(exp(top))) over the last dim: the mass outside the top k, ``-inf`` when there is none."""
+    covered = torch.logsumexp(top_logprobs.double(), dim=-1).clamp(max=0.0)
+    return torch.log(-torch.expm1(covered))
+
+
+class HFTeacher:
+    """A transformers causal LM behind the :class:`~protege.models.base.Teacher` interface."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, model_id: str, batch_size: int = 8):
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._model = model.eval()
+        self._tokenizer = tokenizer
+        self._model_id = model_id
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32, batch_size: int = 8):
+        """Load through the model zoo: an embedded name, a local folder or .gguf file, or a hub id."""
+        from protege.models.zoo import load_causal_lm, resolve
+
+        model, tokenizer = load_causal_lm(name_or_path, dtype=dtype)
+        return cls(model, tokenizer, model_id=resolve(name_or_path).model_id, batch_size=batch_size)
+
+    @property
+    def backend(self) -> str:
+        return "hf"
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self._model.parameters()).device
+
+    # ------------------------------------------------------------------------------------------ tokens
+
+    def render(self, prompt: Prompt) -> str:
+        return render_prompt(self._tokenizer, prompt, self._model_id)
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        # A rendered chat already holds its special tokens; raw text gets the tokenizer's usual ones (e.g. BOS).
+        ids = self._tokenizer(self.render(prompt), add_special_tokens=isinstance(prompt, str))["input_ids"]
+        if not ids:
+            raise ValueError(f"{self._model_id}: an empty prompt gives no context to condition on")
+        return list(ids)
+
+    def encode_continuation(self, text: str) -> list[int]:
+        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _pad(self, seqs: Sequence[list[int]], side: str) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self._tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            span = slice(width - len(seq), width) if side == "left" else slice(0, len(seq))
+            ids[row, span] = torch.tensor(seq, dtype=torch.long)
+            mask[row, span] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # ------------------------------------------------------------------------------------------ raw access
+
+    @torch.no_grad()
+    def forward_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits ``(batch, length, vocab)`` for trainers that distil on full distributions."""
+        return self._model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    @torch.no_grad()
+    def forward_hidden_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Hidden states of the embeddings and of every layer, each ``(batch, length, hidden)``."""
+        out = self._model(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False, output_hidden_states=True
+        )
+        return tuple(out.hidden_states)
+
+    # ------------------------------------------------------------------------------------------ Teacher
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Generation]]:
+        """``params.n`` continuations per prompt, prompts batched with left padding.
+
+        With a seed, sampling is reproducible for the same prompts, batch size and seed; the global torch RNG
+        is left untouched.
+        """
+        out: list[list[Generation]] = []
+        for batch in _chunks(list(prompts), self.batch_size):
+            out.extend(self._generate_batch(batch, params))
+        return out
+
+    def _generate_batch(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Generation]]:
+        encoded = [self.encode_prompt(p) for p in prompts]
+        input_ids, mask = self._pad(encoded, side="left")
+        sample = params.temperature > 0
+        # Greedy decoding gives one answer however often it is asked, so decode once and repeat it.
+        copies = params.n if sample else 1
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": sample,
+            "num_return_sequences": copies,
+            "pad_token_id": self._tokenizer.pad_token_id,
+        }
+        if sample:
+            # top_k=0 disables the top-50 filter transformers applies by default: sampling here means
+            # temperature and nucleus only, as in the OpenAI API.
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if params.stop:
+            kwargs.update(stop_strings=list(params.stop), tokenizer=self._tokenizer)
+        devices = [] if self.device.type == "cpu" else [self.device]
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            output = self._model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        new_tokens = output[:, input_ids.shape[1] :].tolist()
+        results = []
+        for i, prompt_ids in enumerate(encoded):
+            rows = new_tokens[i * copies : (i + 1) * copies]
+            gens = [self._finish(row, len(prompt_ids), params) for row in rows]
+            results.append(gens * params.n if not sample else gens)
+        return results
+
+    def _eos_ids(self) -> set[int]:
+        eos = self._model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self._tokenizer.eos_token_id is not None:
+            ids.add(self._tokenizer.eos_token_id)
+        return ids
+
+    def _finish(self, tokens: list[int], prompt_tokens: int, params: SamplingParams) -> Generation:
+        eos = self._eos_ids()
+        end = next((i for i, t in enumerate(tokens) if t in eos), None)
+        finish = "stop" if end is not None else "length"
+        kept = tokens[: end if end is not None else len(tokens)]
+        text = self._tokenizer.decode(kept, skip_special_tokens=True)
+        cuts = [text.find(s) for s in params.stop if s and s in text]
+        if cuts:
+            # The stop string ends the answer and is not part of it, as in the OpenAI API.
+            text, finish = text[: min(cuts)], "stop"
+        used = len(kept) + (1 if end is not None else 0)
+        return Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=used, finish_reason=finish)
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]]) -> list[list[float]]:
+        """Summed log-probability of each candidate given its prompt.
+
+        The prompt runs once; its KV cache is copied across a batch of candidates, so scoring every label of
+        a classification task costs one prompt pass plus one short batched pass.
+        """
+        if len(prompts) != len(continuations):
+            raise ValueError(f"score: {len(prompts)} prompts but {len(continuations)} candidate lists")
+        return [self._score_one(p, list(c)) for p, c in zip(prompts, continuations)]
+
+    def _score_one(self, prompt: Prompt, candidates: list[str]) -> list[float]:
+        prompt_ids = self.encode_prompt(prompt)
+        first = self._model(input_ids=torch.tensor([prompt_ids], device=self.device), use_cache=True)
+        first_logprobs = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
+        cand_ids = [self.encode_continuation(c) for c in candidates]
+        scores = [0.0] * len(candidates)
+        todo = [i for i, ids in enumerate(cand_ids) if ids]  # an empty continuation has probability 1
+        for chunk in _chunks(todo, max(self.batch_size, 1)):
+            seqs = [cand_ids[i] for i in chunk]
+            ids, mask = self._pad(seqs, side="right")
+            cache = copy.deepcopy(first.past_key_values)
+            cache.batch_repeat_interleave(len(chunk))
+            full_mask = torch.cat([torch.ones(len(chunk), len(prompt_ids), dtype=mask.dtype), mask.cpu()], dim=1)
+            logits = self._model(
+                input_ids=ids, attention_mask=full_mask.to(self.device), past_key_values=cache, use_cache=True
+            ).logits.float()
+            # logits[j, t] predicts token t + 1 of candidate j; token 0 was predicted by the prompt pass.
+            norm = torch.logsumexp(logits[:, :-1], dim=-1)
+            picked = logits[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1) - norm
+            for row, i in enumerate(chunk):
+                n = len(cand_ids[i])
+                scores[i] = float(first_logprobs[cand_ids[i][0]] + picked[row, : n - 1].sum())
+        return scores
+
+    @torch.no_grad()
+    def topk_logprobs(self, prompts: Sequence[Prompt], completions: Sequence[str], k: int) -> list[TopK]:
+        if len(prompts) != len(completions):
+            raise ValueError(f"topk_logprobs: {len(prompts)} prompts but {len(completions)} completions")
+        if k < 1:
+            raise ValueError(f"topk_logprobs: k must be at least 1, got {k}")
+        seqs = [self.encode_prompt(p) + self.encode_continuation(c) for p, c in zip(prompts, completions)]
+        out: list[TopK] = []
+        for batch in _chunks(seqs, self.batch_size):
+            ids, mask = self._pad(batch, side="right")
+            logits = self.forward_logits(ids, mask)
+            for row, seq in enumerate(batch):
+                out.append(self._topk_row(logits[row, : len(seq) - 1].float(), seq, k))
+        return out
+
+    @staticmethod
+    def _topk_row(logits: torch.Tensor, seq: list[int], k: int) -> TopK:
+        norm = torch.logsumexp(logits, dim=-1, keepdim=True)
+        top = torch.topk(logits, min(k, logits.shape[-1]), dim=-1)
+        top_lp = top.values - norm
+        nxt = torch.tensor(seq[1:], dtype=torch.long, device=logits.device)
+        token_lp = logits.gather(-1, nxt[:, None]).squeeze(-1) - norm.squeeze(-1)
+        return TopK(
+            token_ids=list(seq),
+            ids=top.indices.tolist(),
+            logprobs=top_lp.tolist(),
+            token_logprobs=token_lp.tolist(),
+            tail_logprob=tail_logprob(top_lp).tolist(),
+        )
