@@ -122,7 +122,7 @@ def doctor(
     checks = run_checks(teacher=teacher, student=student, base_url=base_url)
     table = Table(title="protege doctor")
     for col in ("check", "status", "detail"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for c in checks:
         colour = {"ok": "green", "warn": "yellow", "fail": "red"}[c.status]
         table.add_row(c.name, f"[{colour}]{c.status}[/{colour}]", c.detail)

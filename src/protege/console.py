@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-_console = Console(stderr=True, highlight=False)
+_console = Console(stderr=True, highlight=False, soft_wrap=True)
 _quiet = False
 _jsonl: TextIO | None = None
 
