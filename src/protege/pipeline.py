@@ -21,7 +21,15 @@ from protege.run import Run
 
 # Every stage, in run order: recipe section name -> "module:function". Imported only when the stage runs, so
 # `protege --help` stays fast. Add a stage here and a section of the same name to ``Recipe``.
-STAGES: dict[str, str] = {}
+STAGES: dict[str, str] = {
+    "data": "protege.data.stage:run",
+    "prepare_teacher": "protege.synth.prepare:run",
+    "annotate": "protege.synth.annotate:run",
+    "select": "protege.select.stage:run",
+    "prompts": "protege.synth.prompts:run",
+    "respond": "protege.synth.respond:run",
+    "cache_logits": "protege.train.cache_logits:run",
+}
 
 
 @dataclass

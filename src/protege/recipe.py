@@ -12,15 +12,20 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from protege.data.stage import DataConfig
 from protege.models.config import TeacherConfig
+from protege.section import Section
+from protege.select.stage import SelectConfig
+from protege.synth.annotate import AnnotateConfig
+from protege.synth.prepare import PrepareTeacherConfig
+from protege.synth.prompts import PromptsConfig
+from protege.synth.respond import RespondConfig
+from protege.tasks.classification import ClassificationTask
+from protege.train.cache_logits import CacheLogitsConfig
 
-
-class Section(BaseModel):
-    """Base of every recipe section: unknown keys are errors, not silently ignored typos."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+__all__ = ["Recipe", "RecipeError", "Section", "dump_recipe", "load_recipe", "parse_recipe"]
 
 
 class Recipe(Section):
@@ -30,6 +35,19 @@ class Recipe(Section):
     run_dir: Path = Field(description="Directory the run writes to; relative paths are taken from the recipe file.")
     seed: int = Field(0, description="Seed for every random choice (sampling, splits, initialisation).")
     teacher: Optional[TeacherConfig] = Field(None, description="The teacher model and how to reach it.")
+    task: Optional[ClassificationTask] = Field(None, description="What to classify into and how to ask the teacher.")
+    data: Optional[DataConfig] = Field(
+        None, description="Texts to classify and their pool/seed/dev/test split (the data stage).")
+    prepare_teacher: Optional[PrepareTeacherConfig] = Field(
+        None, description="Fine-tune the teacher (LoRA) on the gold seed set before it annotates.")
+    annotate: Optional[AnnotateConfig] = Field(
+        None, description="The teacher's calibrated label distribution for every pool, dev and test text.")
+    select: Optional[SelectConfig] = Field(None, description="Which annotated texts the student learns from.")
+    prompts: Optional[PromptsConfig] = Field(None, description="Instructions for the teacher to answer (LM distillation).")
+    respond: Optional[RespondConfig] = Field(
+        None, description="The teacher answers the prompts: the data of sequence-level KD.")
+    cache_logits: Optional[CacheLogitsConfig] = Field(
+        None, description="Store the teacher's top-k log-probabilities over the responses, for logit KD without it.")
 
 
 class RecipeError(ValueError):
