@@ -26,6 +26,9 @@ class SamplingParams:
     n: int = 1  # samples per prompt
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # When > 0, each generated token also reports its log-probability and this many alternatives (API teachers
+    # give logit KD nothing else to work with). OpenAI caps it at 20, vLLM at its ``max_logprobs`` (default 20).
+    top_logprobs: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,6 +42,11 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = "stop"  # "stop" | "length"
+    # Filled only when ``SamplingParams.top_logprobs > 0``, one entry per generated token: its text piece, its
+    # log-probability, and the top alternatives as {piece: logprob}.
+    tokens: list[str] | None = None
+    token_logprobs: list[float] | None = None
+    top_logprobs: list[dict[str, float]] | None = None
 
 
 @dataclass

@@ -167,7 +167,7 @@ def compare_tokenizers(
 
     if teacher_logit_width is not None and student_logit_width is not None:
         real = max(len(teacher_tok), len(student_tok))
-        if teacher_logit_width != student_logit_width:
+        if teacher_logit_width != student_logit_width and same_vocab:
             notes.append(
                 f"logit widths differ (teacher {teacher_logit_width:,}, student {student_logit_width:,}) while "
                 f"the tokenizers hold {len(teacher_tok):,} / {len(student_tok):,} tokens: columns beyond "

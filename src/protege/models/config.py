@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,5 +30,16 @@ class TeacherConfig(BaseModel):
     max_retries: int = Field(5, ge=0, description="openai: retries on 429, 5xx, timeouts, with exponential backoff.")
     timeout_s: float = Field(120.0, gt=0, description="openai: seconds before a request is abandoned and retried.")
     n_ctx: int = Field(2048, ge=128, description="llamacpp: context window.")
+    n_threads: Optional[int] = Field(None, ge=1, description="llamacpp: CPU threads (default: llama.cpp's choice).")
+    tokenizer: Optional[str] = Field(
+        None,
+        description="openai: the served model's tokenizer (embedded name, path or hub id), needed to score chat "
+        "prompts (rendered locally for /completions) and to map returned token text to ids for top-k.",
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="openai: extra JSON fields sent with every request, for server-specific options "
+        "(e.g. vLLM's {return_tokens_as_token_ids: true}).",
+    )
     price_input_per_million: float = Field(0.0, ge=0, description="Cost per million prompt tokens (for reports).")
     price_output_per_million: float = Field(0.0, ge=0, description="Cost per million generated tokens.")
