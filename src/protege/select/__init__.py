@@ -1,0 +1,1 @@
+"""Choosing what the student learns from: selection strategies and the select stage."""
