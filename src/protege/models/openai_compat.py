@@ -66,8 +66,6 @@ class OpenAICompatTeacher:
         self.backoff_max_s = backoff_max_s
         self._piece_ids: dict[str, int] | None = None
         key = os.environ.get(api_key_env) or None
-        # Kept only for scrubbing: a server may quote the key back in an error message.
-        self._secret = key
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(
             base_url=self.base_url,
@@ -96,7 +94,11 @@ class OpenAICompatTeacher:
     # ------------------------------------------------------------------------------------------ HTTP
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        # A server may quote the key back in an error message. The key is read from the client's headers
+        # rather than kept in an attribute, where repr(vars(...)) or a debugger would show it.
+        auth = self._client.headers.get("authorization", "")
+        secret = auth.removeprefix("Bearer ")
+        return text.replace(secret, "***") if auth and secret else text
 
     def _backoff(self, attempt: int, retry_after: str | None) -> float:
         if retry_after is not None:
