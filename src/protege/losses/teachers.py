@@ -157,12 +157,18 @@ def sample_from_logits(
                           weights.to(logits.dtype).reshape(shape))
 
 
+def _tempered_log_softmax(logits: Tensor, temperature: float, dtype: torch.dtype) -> Tensor:
+    # Dividing by 1 would still copy a (rows, V) tensor.
+    scaled = logits if temperature == 1 else logits / temperature
+    return torch.log_softmax(scaled, dim=-1, dtype=dtype)
+
+
 def row_divergence(student_logits: Tensor, teacher, spec: DivergenceSpec) -> Tensor:
     """Per-row divergence (c,) of student logits (c, V) from one chunk of any teacher form."""
     dtype = torch.promote_types(student_logits.dtype, torch.float32)
-    student_logp = torch.log_softmax(student_logits.to(dtype) / spec.temperature, dim=-1)
+    student_logp = _tempered_log_softmax(student_logits, spec.temperature, dtype)
     if isinstance(teacher, Tensor):
-        teacher_logp = torch.log_softmax(teacher.detach().to(dtype) / spec.temperature, dim=-1)
+        teacher_logp = _tempered_log_softmax(teacher.detach(), spec.temperature, dtype)
         return divergence(spec.kind, student_logp, teacher_logp, beta=spec.beta, alpha=spec.alpha)
     if isinstance(teacher, TopKTeacher):
         student_top = student_logp.gather(-1, teacher.ids)
