@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from protege import console
-from protege.recipe import Section
+from protege.section import Section
 from protege.run import Run
 from protege.train.lora import LoraConfig, apply_lora
 

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from pydantic import Field
 
-from protege.recipe import Section
+from protege.section import Section
 
 
 class LoraConfig(Section):
