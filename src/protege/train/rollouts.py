@@ -1,0 +1,82 @@
+"""On-policy distillation (GKD-style): some micro-batches carry the student's own continuations of the prompts.
+
+With probability λ (``fraction``) a micro-batch's responses are replaced by what the student generates for
+its prompts right now; the objective then scores those sequences with the teacher (e.g.
+:class:`~protege.train.lm_objectives.LogitKD` with any divergence), so the student learns where its own
+mistakes take it rather than only along the teacher's answers. λ = 0 is plain logit KD on the offline
+responses; λ = 1 is fully on-policy.
+
+Generation uses the KV cache, no gradients, and the student in eval mode (no dropout); the coin and the
+sampling draw from torch's global generator, which checkpoints restore, so a resumed run rolls out the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from pydantic import Field
+
+from protege.section import Section
+from protege.train.lm_data import LMExamples, collate
+
+
+class OnPolicyConfig(Section):
+    """How often and how the student writes its own training continuations."""
+
+    fraction: float = Field(0.5, ge=0, le=1, description="λ: probability that a micro-batch is on-policy.")
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature of the rollouts; 0 is greedy.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold of the rollouts.")
+    max_new_tokens: int = Field(128, ge=1, description="Longest rollout, in tokens.")
+
+
+class OnPolicySource:
+    """A :class:`~protege.train.loop.BatchSource`: offline examples, or with probability λ student rollouts.
+
+    ``student`` is the model being trained (the same object the loop trains; LoRA adapters are injected into it
+    in place, so rollouts see them). Every batch carries ``on_policy`` (0 or 1) for the metrics.
+    """
+
+    def __init__(self, examples: LMExamples, student: Any, config: OnPolicyConfig, *, eos_id: int):
+        self.examples = examples
+        self.student = student
+        self.config = config
+        self.eos_id = eos_id
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        if float(torch.rand(())) >= self.config.fraction:
+            return {**self.examples.batch(indices), "on_policy": torch.tensor(0.0)}
+        prompts = [self.examples.prompt(i) for i in indices]
+        completions = self.rollout(prompts)
+        out = collate([p + c for p, c in zip(prompts, completions)], [len(p) for p in prompts], self.examples.pad_id)
+        return {**out, "on_policy": torch.tensor(1.0)}
+
+    @torch.no_grad()
+    def rollout(self, prompts: Sequence[list[int]]) -> list[list[int]]:
+        """The student's continuation of each prompt, up to and including its EOS."""
+        model, cfg, pad = self.student, self.config, self.examples.pad_id
+        device = next(model.parameters()).device
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):  # left padding: every prompt ends where generation starts
+            ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            attention[row, width - len(p):] = 1
+        was_training = model.training
+        model.eval()
+        try:
+            sample = cfg.temperature > 0
+            out = model.generate(
+                input_ids=ids.to(device), attention_mask=attention.to(device), max_new_tokens=cfg.max_new_tokens,
+                do_sample=sample, temperature=cfg.temperature if sample else None, top_p=cfg.top_p if sample else None,
+                top_k=None, eos_token_id=self.eos_id, pad_token_id=pad, use_cache=True,
+            )
+        finally:
+            model.train(was_training)
+        completions = []
+        for row in out[:, width:].tolist():
+            completions.append(row[: row.index(self.eos_id) + 1] if self.eos_id in row else row)
+        return completions
