@@ -15,15 +15,19 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from protege.data.stage import DataConfig
+from protege.evaluate.report import ReportConfig
+from protege.evaluate.stage import EvaluateConfig
 from protege.models.config import TeacherConfig
 from protege.section import Section
 from protege.select.stage import SelectConfig
 from protege.synth.annotate import AnnotateConfig
+from protege.synth.augment import AugmentConfig
 from protege.synth.prepare import PrepareTeacherConfig
 from protege.synth.prompts import PromptsConfig
 from protege.synth.respond import RespondConfig
 from protege.tasks.classification import ClassificationTask
 from protege.train.cache_logits import CacheLogitsConfig
+from protege.train.classifier import ClassifierTrainConfig
 
 __all__ = ["Recipe", "RecipeError", "Section", "dump_recipe", "load_recipe", "parse_recipe"]
 
@@ -43,6 +47,13 @@ class Recipe(Section):
     annotate: Optional[AnnotateConfig] = Field(
         None, description="The teacher's calibrated label distribution for every pool, dev and test text.")
     select: Optional[SelectConfig] = Field(None, description="Which annotated texts the student learns from.")
+    train: Optional[ClassifierTrainConfig] = Field(
+        None, description="The student classifier trained on the teacher's labels (and the students it is compared with).")
+    augment: Optional[AugmentConfig] = Field(
+        None, description="Rounds of teacher-written examples modelled on the student's dev errors, then retraining.")
+    evaluate: Optional[EvaluateConfig] = Field(
+        None, description="Teacher, student and baselines on the gold test split: quality, agreement, calibration, speed.")
+    report: Optional[ReportConfig] = Field(None, description="The HTML and Markdown report of the run.")
     prompts: Optional[PromptsConfig] = Field(None, description="Instructions for the teacher to answer (LM distillation).")
     respond: Optional[RespondConfig] = Field(
         None, description="The teacher answers the prompts: the data of sequence-level KD.")

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from protege.evaluate import metrics
-from protege.recipe import Section
+from protege.section import Section
 
 
 class Thresholds(Section):

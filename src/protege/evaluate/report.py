@@ -16,8 +16,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from protege.run import Run
+from protege.section import Section
 
 PLOT_DIR = "report_files"
+
+
+class ReportConfig(Section):
+    """The report has no options yet: an empty ``report: {}`` section renders it after evaluate."""
 
 
 def _figure_png(fig: Any) -> bytes:

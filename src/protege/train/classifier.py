@@ -10,6 +10,7 @@ normalise over the whole accumulated step rather than per micro-batch.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
@@ -20,7 +21,7 @@ from pydantic import Field
 from torch import Tensor
 
 from protege.losses import classification_kd
-from protege.recipe import Section
+from protege.section import Section
 from protege.run import Run
 from protege.train.loop import EarlyStopping, LoopConfig, TrainResult
 from protege.train.loop import train as train_loop
@@ -245,4 +246,8 @@ def fit(
         model, ClassifierObjective(config.temperature), ExampleSource(train, tokenizer, config.max_length), loop,
         run=run, evaluate=evaluate if dev_texts else None, name=name,
     )
+    if run is not None:
+        # Checkpoints only serve a resume after a crash; left behind, they would make the next fit under this
+        # name (a forced re-run) resume at its last step instead of training.
+        shutil.rmtree(run.artifacts / "checkpoints" / name, ignore_errors=True)
     return Fitted(result.model, tokenizer, result)
