@@ -6,74 +6,127 @@ slice's backward allocates a zero tensor the size of the whole input. Instead, e
 soon as it is computed, its gradient written into one buffer per input, and its intermediates freed. Extra
 peak memory is one chunk's intermediates plus the gradient buffers, which autograd would allocate anyway.
 
-The result supports one backward (not double backward) and always computes input gradients when any input
-requires them, since the forward cannot know whether backward will be called.
+Two forms: :func:`chunked_rows_sum` differentiates with respect to the rows themselves (logits), and
+:func:`chunked_head_sum` with respect to the hidden states and output projection that make the logits, so the
+(N, V) logits never exist. Both support one backward (not double backward) and compute input gradients in
+the forward whenever any input requires them, since the forward cannot know whether backward will follow.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-# row_sum(start, end, row_chunks, shared) -> scalar sum of the loss of rows [start, end).
-RowSum = Callable[[int, int, Sequence[Tensor], Sequence[Tensor]], Tensor]
+# rows_loss(start, end, rows) -> scalar: the summed loss of rows [start, end), given those rows.
+RowsLoss = Callable[[int, int, Tensor], Tensor]
+# head_loss(start, end, sel, logits) -> scalar: the summed loss of rows [start, end)[sel], given their logits.
+HeadLoss = Callable[[int, int, Tensor, Tensor], Tensor]
 
 
-class _ChunkedSum(torch.autograd.Function):
+def _result_dtype(x: Tensor) -> torch.dtype:
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def _check_chunk_size(chunk_size: int) -> None:
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size={chunk_size}: pass a positive number of positions per chunk, or None")
+
+
+class _ChunkedRows(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, row_sum: RowSum, n_rows: int, chunk_size: int, n_row_inputs: int, *inputs: Tensor) -> Tensor:
-        needs = ctx.needs_input_grad[4:]
-        rows, shared = inputs[:n_row_inputs], inputs[n_row_inputs:]
-        grads = [torch.zeros_like(x) if need else None for x, need in zip(inputs, needs)]
-        shared_leaves = [x.detach().requires_grad_(need) for x, need in zip(shared, needs[n_row_inputs:])]
-        total = torch.zeros((), dtype=torch.float64, device=inputs[0].device)
-        for start in range(0, n_rows, chunk_size):
-            end = min(start + chunk_size, n_rows)
-            row_leaves = [x[start:end].detach().requires_grad_(need) for x, need in zip(rows, needs)]
+    def forward(ctx, rows_loss: RowsLoss, chunk_size: int, x: Tensor) -> Tensor:
+        grad = torch.zeros_like(x)
+        total = torch.zeros((), dtype=torch.float64, device=x.device)
+        for start in range(0, x.shape[0], chunk_size):
+            end = min(start + chunk_size, x.shape[0])
+            leaf = x[start:end].detach().requires_grad_()
             with torch.enable_grad():
-                loss = row_sum(start, end, row_leaves, shared_leaves)
-            leaves = row_leaves + shared_leaves
-            wanted = [i for i, need in enumerate(needs) if need]
-            if wanted and loss.requires_grad:
-                chunk_grads = torch.autograd.grad(loss, [leaves[i] for i in wanted], allow_unused=True)
-                for i, g in zip(wanted, chunk_grads):
-                    if g is None:
-                        continue
-                    if i < n_row_inputs:
-                        grads[i][start:end] = g
-                    else:
-                        grads[i] += g
-            total += loss.detach().to(torch.float64)
-        ctx.grads = grads
-        return total.to(torch.promote_types(inputs[0].dtype, torch.float32))
+                loss = rows_loss(start, end, leaf)
+            if loss.requires_grad:
+                grad[start:end] = torch.autograd.grad(loss, leaf)[0]
+            total += loss.detach().double()
+        ctx.grads = (grad,)
+        return total.to(_result_dtype(x))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        (grad,) = ctx.grads
+        ctx.grads = None
+        return None, None, grad.mul_(grad_out.to(grad.dtype))
+
+
+class _ChunkedHead(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, head_loss: HeadLoss, chunk_size: int, keep: Tensor, hidden: Tensor, weight: Tensor,
+                bias: Tensor | None) -> Tensor:
+        need_hidden, need_weight, need_bias = ctx.needs_input_grad[3:6]
+        grad_hidden = torch.zeros_like(hidden) if need_hidden else None
+        # The head's gradient accumulates in place (addmm_), never as a fresh (V, H) tensor per chunk.
+        grad_weight = torch.zeros_like(weight) if need_weight else None
+        grad_bias = torch.zeros_like(bias) if need_bias else None
+        total = torch.zeros((), dtype=torch.float64, device=hidden.device)
+        for start in range(0, hidden.shape[0], chunk_size):
+            end = min(start + chunk_size, hidden.shape[0])
+            sel = keep[start:end]
+            h = hidden[start:end][sel]
+            logits = torch.nn.functional.linear(h, weight, bias).requires_grad_()
+            with torch.enable_grad():
+                loss = head_loss(start, end, sel, logits)
+            total += loss.detach().double()
+            if not loss.requires_grad or h.shape[0] == 0:
+                continue
+            (d_logits,) = torch.autograd.grad(loss, logits)
+            if grad_hidden is not None:
+                grad_hidden[start:end][sel] = d_logits @ weight
+            if grad_weight is not None:
+                grad_weight.addmm_(d_logits.T, h)
+            if grad_bias is not None:
+                grad_bias += d_logits.sum(0)
+        ctx.grads = (grad_hidden, grad_weight, grad_bias)
+        return total.to(_result_dtype(hidden))
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
         grads = [None if g is None else g.mul_(grad_out.to(g.dtype)) for g in ctx.grads]
         ctx.grads = None
-        return (None, None, None, None, *grads)
+        return (None, None, None, *grads)
 
 
-def chunked_sum(
-    row_sum: RowSum, rows: Sequence[Tensor], shared: Sequence[Tensor], n_rows: int, chunk_size: int | None
-) -> Tensor:
-    """Σ over row chunks of ``row_sum``; ``rows`` are sliced along dim 0 per chunk, ``shared`` passed whole.
+def chunked_rows_sum(rows_loss: RowsLoss, x: Tensor, chunk_size: int | None) -> Tensor:
+    """Σ over chunks of ``chunk_size`` rows of ``rows_loss``; ``None`` = one plain autograd pass (reference)."""
+    if chunk_size is None:
+        return rows_loss(0, x.shape[0], x)
+    _check_chunk_size(chunk_size)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _ChunkedRows.apply(rows_loss, chunk_size, x)
+    with torch.no_grad():
+        total = sum((rows_loss(s, min(s + chunk_size, x.shape[0]), x[s : s + chunk_size]).double()
+                     for s in range(0, x.shape[0], chunk_size)), torch.zeros((), dtype=torch.float64))
+    return total.to(_result_dtype(x))
 
-    ``chunk_size=None`` runs one plain autograd pass over all rows (the reference form).
+
+def chunked_head_sum(head_loss: HeadLoss, hidden: Tensor, weight: Tensor, bias: Tensor | None, keep: Tensor,
+                     chunk_size: int | None) -> Tensor:
+    """Σ of ``head_loss`` over the kept rows, their logits made from ``hidden @ weight.T + bias`` per chunk.
+
+    ``chunk_size=None`` projects all kept rows at once with plain autograd (the reference form).
     """
     if chunk_size is None:
-        return row_sum(0, n_rows, rows, shared)
-    if chunk_size <= 0:
-        raise ValueError(f"chunk_size={chunk_size}: pass a positive number of positions per chunk, or None")
-    if not torch.is_grad_enabled() or not any(x.requires_grad for x in (*rows, *shared)):
-        with torch.no_grad():
-            total = sum(
-                row_sum(s, min(s + chunk_size, n_rows), [x[s : s + chunk_size] for x in rows], shared)
-                for s in range(0, n_rows, chunk_size)
-            )
-        return torch.as_tensor(total, device=rows[0].device)
-    return _ChunkedSum.apply(row_sum, n_rows, chunk_size, len(rows), *rows, *shared)
+        n = hidden.shape[0]
+        return head_loss(0, n, keep, torch.nn.functional.linear(hidden[keep], weight, bias))
+    _check_chunk_size(chunk_size)
+    inputs = [t for t in (hidden, weight, bias) if t is not None]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        return _ChunkedHead.apply(head_loss, chunk_size, keep, hidden, weight, bias)
+    with torch.no_grad():
+        total = torch.zeros((), dtype=torch.float64, device=hidden.device)
+        for s in range(0, hidden.shape[0], chunk_size):
+            e = min(s + chunk_size, hidden.shape[0])
+            sel = keep[s:e]
+            total += head_loss(s, e, sel, torch.nn.functional.linear(hidden[s:e][sel], weight, bias)).double()
+    return total.to(_result_dtype(hidden))

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from protege.losses.chunking import chunked_sum
+from protege.losses.chunking import chunked_head_sum, chunked_rows_sum
 from protege.losses.divergences import DivergenceSpec
 from protege.losses.reduction import as_mask, reduce_sum
 from protege.losses.teachers import SampledTeacher, Teacher, TopKTeacher, row_divergence
@@ -57,11 +57,11 @@ def _divergence_from_logits(
     keep = as_mask(mask, torch.Size(positions)).reshape(-1)
     chunks = _teacher_chunks(teacher, positions, vocab)
 
-    def row_sum(start: int, end: int, rows, shared) -> Tensor:
+    def rows_loss(start: int, end: int, rows: Tensor) -> Tensor:
         sel = keep[start:end]
-        return row_divergence(rows[0][sel], _select(chunks(start, end), sel), spec).sum()
+        return row_divergence(rows[sel], _select(chunks(start, end), sel), spec).sum()
 
-    total = chunked_sum(row_sum, [student_logits.reshape(-1, vocab)], [], keep.numel(), chunk_size)
+    total = chunked_rows_sum(rows_loss, student_logits.reshape(-1, vocab), chunk_size)
     return reduce_sum(total, keep, num_tokens)
 
 
@@ -170,12 +170,9 @@ def head_divergence(
     n, vocab = hidden.shape[0], weight.shape[0]
     keep = torch.ones(n, dtype=torch.bool, device=hidden.device) if mask is None else as_mask(mask, hidden.shape[:1])
     chunks = _teacher_chunks(teacher, (n,), vocab)
-    shared = [weight] if bias is None else [weight, bias]
 
-    def row_sum(start: int, end: int, rows, params) -> Tensor:
-        sel = keep[start:end]
-        logits = torch.nn.functional.linear(rows[0][sel], params[0], params[1] if len(params) > 1 else None)
+    def head_loss(start: int, end: int, sel: Tensor, logits: Tensor) -> Tensor:
         return row_divergence(logits, _select(chunks(start, end), sel), spec).sum()
 
-    total = chunked_sum(row_sum, [hidden], shared, n, chunk_size)
+    total = chunked_head_sum(head_loss, hidden, weight, bias, keep, chunk_size)
     return reduce_sum(total, keep, num_tokens)
