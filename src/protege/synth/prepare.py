@@ -147,7 +147,7 @@ def train_adapter(
                     loss.backward()
                     optimizer.step()
                     schedule.step()
-                    losses.append(float(loss))
+                    losses.append(loss.item())
                     correct += int((logits.argmax(-1) == gold).sum())
                     advance(1)
                 history.append({"epoch": epoch + 1, "loss": round(sum(losses) / len(losses), 4),

@@ -1,0 +1,121 @@
+"""The annotate and select stages end to end on a scripted teacher whose answers are known in advance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fakes import ScriptedTeacher
+
+from protege.pipeline import run_recipe
+from protege.recipe import parse_recipe
+from protege.run import Run
+
+LABELS = ["negative", "positive", "neutral"]
+
+
+@pytest.fixture
+def source(tmp_path):
+    # Each text names its own label: a teacher without its prior would be always right.
+    rows = [{"text": f"item {i} is {LABELS[i % 3]}", "label": LABELS[i % 3]} for i in range(60)]
+    path = tmp_path / "texts.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def recipe(tmp_path, source, **annotate):
+    return parse_recipe({
+        "name": "t", "run_dir": str(tmp_path / "run"), "teacher": {"batch_size": 4},
+        "task": {"labels": LABELS, "templates": ["{instruction}\nText: {text}", "Text: {text}\n{instruction}"]},
+        "data": {"source": str(source), "dev_size": 9, "test_size": 9, "test_fraction": 0.2},
+        "annotate": {"chunk_size": 8, **annotate},
+        "select": {"budget": 6, "strategy": "balanced"},
+    })
+
+
+@pytest.fixture
+def teachers(monkeypatch):
+    """Each pipeline stage asks the factory for a teacher; hand out scripted ones and keep them for counting."""
+    made: list[ScriptedTeacher] = []
+    queue: list[ScriptedTeacher] = []
+
+    def make(config):
+        made.append(queue.pop(0) if queue else ScriptedTeacher())
+        return made[-1]
+
+    monkeypatch.setattr("protege.models.factory.make_teacher", make)
+    return made, queue
+
+
+def test_annotate_calibrates_away_a_label_prior_and_reports_each_variant(tmp_path, source, teachers):
+    run_recipe(recipe(tmp_path, source))
+    run = Run(tmp_path / "run")
+    table = run.records.read("annotated")
+    inputs = pd.concat([run.records.read(t) for t in ("pool", "dev", "test")])
+    assert sorted(table["id"]) == sorted(inputs["id"])
+    probs = np.stack(table["teacher_probs"].tolist())
+    assert probs.sum(1) == pytest.approx(np.ones(len(table)))
+    report = run.read_json("annotate.json")
+    # Raw scores say "positive" for every text; both calibrations recover the label the text names.
+    assert report["variants"]["none"]["dev"]["accuracy"] == pytest.approx(1 / 3, abs=1e-3)
+    assert report["variants"]["none"]["dev"]["largest_class_share"] == 1.0
+    assert report["variants"]["contextual+ensemble"]["test"]["accuracy"] == 1.0
+    assert report["variants"]["mean"]["dev"]["accuracy"] == 1.0
+    assert report["calibration"] != "none" and report["chosen_by"] == "best dev macro-F1"
+    assert (table["teacher_label"] == table["gold"]).all()
+    assert table["raw_scores"].map(len).eq(2).all()  # two templates
+    assert set(table["calibration"]) == {report["calibration"]}
+
+    selected = run.records.read("selected")
+    assert len(selected) == 6 and set(selected["split"]) == {"pool"}
+    assert selected["teacher_label"].value_counts().to_dict() == {label: 2 for label in LABELS}
+    assert selected["reason"].str.startswith("balanced:").all()
+
+
+def test_no_calibration_keeps_the_collapse_and_marks_unsure_texts(tmp_path, source, teachers):
+    run_recipe(recipe(tmp_path, source, calibration="none", ensemble=False, candidate_threshold=0.9))
+    table = Run(tmp_path / "run").records.read("annotated")
+    assert set(table["teacher_label"]) == {"positive"}
+    assert set(table["calibration"]) == {"none"}
+    # A text naming "negative" gets close to even odds between the two: an unsure teacher, two candidates.
+    negatives = table[table["gold"] == "negative"]
+    assert all(sorted(c) == ["negative", "positive"] for c in negatives["candidates"])
+
+
+def test_rerun_makes_no_backend_call(tmp_path, source, teachers):
+    made, _ = teachers
+    run_recipe(recipe(tmp_path, source))
+    first = Run(tmp_path / "run").records.read("annotated")
+    run_recipe(recipe(tmp_path, source), force=("annotate",))
+    assert made[-1].calls == 0
+    again = Run(tmp_path / "run").records.read("annotated")
+    assert again["teacher_probs"].map(list).tolist() == first["teacher_probs"].map(list).tolist()
+
+
+def test_killed_run_resumes_without_repeating_or_losing_anything(tmp_path, source, teachers):
+    made, queue = teachers
+    # Dies after 36 prompts: 9 ledger batches of 4, inside the third chunk of 8 texts x 2 templates. (A kill in
+    # the middle of a batch would lose that batch's answers, the only work a kill can cost.)
+    queue.append(ScriptedTeacher(fail_after=36))
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe(tmp_path, source))
+    run = Run(tmp_path / "run")
+    partial = run.records.read("annotated")
+    assert 0 < len(partial) < 40 and partial["id"].is_unique
+    run_recipe(recipe(tmp_path, source))
+    table = run.records.read("annotated")
+    texts = sum(len(run.records.read(t)) for t in ("pool", "dev", "test"))
+    assert len(table) == texts and table["id"].is_unique
+    content_free = 3 * 2
+    # Every prompt reached the backend exactly once over both runs.
+    assert made[0].calls + made[1].calls == texts * 2 + content_free
+    assert run.ledger.totals().calls == texts * 2 + content_free
+
+
+def test_a_different_teacher_is_asked_again(tmp_path, source, teachers):
+    made, queue = teachers
+    run_recipe(recipe(tmp_path, source))
+    queue.append(ScriptedTeacher(model_id="other"))
+    run_recipe(recipe(tmp_path, source), force=("annotate",))
+    assert made[-1].calls > 0
+    assert set(Run(tmp_path / "run").records.read("annotated")["teacher"]) == {"fake:other"}
