@@ -33,6 +33,8 @@ STAGES: dict[str, str] = {
     "prompts": "protege.synth.prompts:run",
     "respond": "protege.synth.respond:run",
     "cache_logits": "protege.train.cache_logits:run",
+    "train_lm": "protege.train.lm_stage:run",
+    "evaluate_lm": "protege.evaluate.lm_stage:run",
 }
 
 

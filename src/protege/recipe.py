@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from protege.data.stage import DataConfig
+from protege.evaluate.lm_stage import EvaluateLMConfig
 from protege.evaluate.report import ReportConfig
 from protege.evaluate.stage import EvaluateConfig
 from protege.models.config import TeacherConfig
@@ -28,6 +29,7 @@ from protege.synth.respond import RespondConfig
 from protege.tasks.classification import ClassificationTask
 from protege.train.cache_logits import CacheLogitsConfig
 from protege.train.classifier import ClassifierTrainConfig
+from protege.train.lm_stage import TrainLMConfig
 
 __all__ = ["Recipe", "RecipeError", "Section", "dump_recipe", "load_recipe", "parse_recipe"]
 
@@ -59,6 +61,10 @@ class Recipe(Section):
         None, description="The teacher answers the prompts: the data of sequence-level KD.")
     cache_logits: Optional[CacheLogitsConfig] = Field(
         None, description="Store the teacher's top-k log-probabilities over the responses, for logit KD without it.")
+    train_lm: Optional[TrainLMConfig] = Field(
+        None, description="Train student LMs on the teacher's answers: SFT, logit KD, cached KD, on-policy KD.")
+    evaluate_lm: Optional[EvaluateLMConfig] = Field(
+        None, description="Student LMs against the teacher on held-out prompts, and the run report.")
 
 
 class RecipeError(ValueError):
