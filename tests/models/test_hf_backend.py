@@ -146,3 +146,26 @@ def test_forward_logits_and_hidden_states(teacher, tiny_llama):
 def test_mismatched_lengths_are_rejected(teacher):
     with pytest.raises(ValueError, match="2 prompts but 1"):
         teacher.score(["a", "b"], [[" x"]])
+
+
+def test_generation_logprobs_match_a_forward_pass(teacher, tiny_llama):
+    params = SamplingParams(max_new_tokens=5, temperature=0.8, n=2, seed=3, top_logprobs=4)
+    gens = teacher.generate(["the movie"], params)[0]
+    # The same draw made directly, to know the token ids behind the (often byte-fragment) pieces.
+    prompt = torch.tensor([teacher.encode_prompt("the movie")])
+    torch.manual_seed(3)
+    drawn = tiny_llama.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5,
+                                do_sample=True, temperature=0.8, top_k=0, top_p=1.0, num_return_sequences=2,
+                                pad_token_id=2)
+    for gen, seq in zip(gens, drawn):
+        n = len(gen.tokens)
+        assert n == len(gen.token_logprobs) == len(gen.top_logprobs) >= 1
+        assert gen.tokens == [teacher.tokenizer.decode([t]) for t in seq[prompt.shape[1] :][:n].tolist()]
+        with torch.no_grad():
+            ref = torch.log_softmax(tiny_llama(input_ids=seq[None]).logits[0].double(), -1)
+        for j, (lp, row) in enumerate(zip(gen.token_logprobs, gen.top_logprobs)):
+            dist = ref[prompt.shape[1] - 1 + j]
+            assert lp == pytest.approx(float(dist[seq[prompt.shape[1] + j]]), abs=1e-4)
+            top = dist.topk(4).values.tolist()
+            assert max(row.values()) == pytest.approx(top[0], abs=1e-4)
+            assert all(min(abs(v - t) for t in top) < 1e-4 for v in row.values())  # pieces may collide

@@ -156,18 +156,44 @@ class HFTeacher:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self._tokenizer)
+        if params.top_logprobs:
+            # Raw logits: log-probabilities of the model itself, before temperature/top-p, as servers report.
+            kwargs.update(output_logits=True, return_dict_in_generate=True)
         devices = [] if self.device.type == "cpu" else [self.device]
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             output = self._model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
-        new_tokens = output[:, input_ids.shape[1] :].tolist()
+        sequences = output.sequences if params.top_logprobs else output
+        new_tokens = sequences[:, input_ids.shape[1] :].tolist()
+        step_logits = torch.stack(output.logits, dim=1) if params.top_logprobs else None
         results = []
         for i, prompt_ids in enumerate(encoded):
-            rows = new_tokens[i * copies : (i + 1) * copies]
-            gens = [self._finish(row, len(prompt_ids), params) for row in rows]
+            gens = []
+            for row in range(i * copies, (i + 1) * copies):
+                gen = self._finish(new_tokens[row], len(prompt_ids), params)
+                if step_logits is not None:
+                    self._attach_logprobs(gen, new_tokens[row], step_logits[row], params.top_logprobs)
+                gens.append(gen)
             results.append(gens * params.n if not sample else gens)
         return results
+
+    def _attach_logprobs(self, gen: Generation, tokens: list[int], logits: torch.Tensor, k: int) -> None:
+        """Fill the per-token logprob fields for the text tokens of one answer (the end token excluded)."""
+        eos = self._eos_ids()
+        n = next((i for i, t in enumerate(tokens) if t in eos), len(tokens))
+        logp = torch.log_softmax(logits[:n].float(), dim=-1)
+        top = torch.topk(logp, min(k, logp.shape[-1]), dim=-1)
+        piece = lambda token_id: self._tokenizer.decode([token_id])  # noqa: E731
+        gen.tokens = [piece(t) for t in tokens[:n]]
+        gen.token_logprobs = [float(logp[j, t]) for j, t in enumerate(tokens[:n])]
+        gen.top_logprobs = []
+        for ids, vals in zip(top.indices.tolist(), top.values.tolist()):
+            row: dict[str, float] = {}
+            for token_id, value in zip(ids, vals):
+                # Different ids can decode to the same piece (byte fragments); keep the likelier one.
+                row.setdefault(piece(token_id), value)
+            gen.top_logprobs.append(row)
 
     def _eos_ids(self) -> set[int]:
         eos = self._model.generation_config.eos_token_id
