@@ -1,0 +1,55 @@
+"""prompts → respond → train_lm → evaluate_lm on tiny models: the LM recipe's stages end to end, in seconds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from protege.pipeline import run_recipe
+from protege.recipe import RecipeError, parse_recipe
+
+from tiny import save_tiny_causal_lm
+
+PROMPTS = [f"what is {a} plus {b}? the answer is" for a in range(4) for b in range(5)]
+
+
+def _recipe(tmp_path, teacher_dir, **train_lm):
+    return parse_recipe({
+        "name": "tiny-lm", "run_dir": str(tmp_path / "run"), "seed": 0,
+        "teacher": {"backend": "hf", "model": str(teacher_dir)},
+        "prompts": {"texts": PROMPTS, "dev_fraction": 0.25},
+        "respond": {"max_new_tokens": 6, "splits": ["train", "dev"], "drop_truncated": False},
+        "train_lm": {"student": {"prune_teacher": "every_other"}, "objective": "logit_kd", "compare_sft": True,
+                     "loop": {"steps": 3, "micro_batch_size": 4, "lr": 1e-3, "tracker": None}, **train_lm},
+        "evaluate_lm": {"split": "dev", "max_new_tokens": 5, "generate_examples": 4},
+    })
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    return save_tiny_causal_lm(tmp_path_factory.mktemp("teacher") / "model", layers=4)
+
+
+def test_lm_stages_train_both_students_and_report(tmp_path, teacher_dir):
+    run = run_recipe(_recipe(tmp_path, teacher_dir))
+    index = json.loads((run.artifacts / "train_lm.json").read_text())["students"]
+    assert set(index) == {"logit_kd", "sft"} and all(v["steps"] == 3 for v in index.values())
+    saved = json.loads((run.artifacts / "students" / "logit_kd" / "config.json").read_text())
+    assert saved["num_hidden_layers"] == 2  # pruned from the 4-layer teacher
+    metrics = json.loads((run.artifacts / "lm_metrics.json").read_text())
+    models = metrics["models"]
+    assert set(models) == {"teacher", "initial", "logit_kd", "sft"}
+    for name in ("initial", "logit_kd", "sft"):
+        m = models[name]
+        assert m["kl"] >= 0 and 0 <= m["top1_agreement"] <= 1 and m["nll"] > 0
+        assert m["tokens_per_answer"] <= 5 and m["tokens_per_second"] > 0
+    assert models["logit_kd"]["kl"] < models["initial"]["kl"]  # three KD steps already move towards the teacher
+    report = (run.artifacts / "report.md").read_text()
+    assert "logit_kd" in report and metrics["headline"] in report
+    assert (run.artifacts / "report.html").exists()
+
+
+def test_on_policy_needs_logit_kd(tmp_path, teacher_dir):
+    with pytest.raises(RecipeError, match="on-policy KD needs objective: logit_kd"):
+        _recipe(tmp_path, teacher_dir, objective="sft", on_policy={"fraction": 0.5})
