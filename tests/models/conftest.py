@@ -1,4 +1,7 @@
-"""Tiny, randomly initialised models and tokenizers: fast stand-ins for the real embedded models."""
+"""Tiny, randomly initialised models and tokenizers: fast stand-ins for the real embedded models.
+
+Tests get the builders through the ``make_tokenizer`` / ``make_llama`` fixtures, not by importing this file
+(several test folders have a conftest.py, so ``import conftest`` would be ambiguous)."""
 
 from __future__ import annotations
 
@@ -57,3 +60,13 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 @pytest.fixture(scope="session")
 def tiny_llama(tiny_tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
     return build_llama(len(tiny_tokenizer))
+
+
+@pytest.fixture(scope="session")
+def make_tokenizer():
+    return build_tokenizer
+
+
+@pytest.fixture(scope="session")
+def make_llama():
+    return build_llama

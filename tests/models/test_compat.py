@@ -6,7 +6,6 @@ import copy
 
 import pytest
 
-from conftest import build_tokenizer
 from protege.models.compat import compare_tokenizers, tokenizer_fingerprint
 
 
@@ -23,8 +22,8 @@ def test_identical_tokenizers_are_compatible(tiny_tokenizer, tok):
     assert "compatible" in report.summary()
 
 
-def test_same_size_different_vocabulary_is_caught(tiny_tokenizer):
-    other = build_tokenizer(extra_corpus=("zebra quokka xylophone " * 50,))
+def test_same_size_different_vocabulary_is_caught(tiny_tokenizer, make_tokenizer):
+    other = make_tokenizer(extra_corpus=("zebra quokka xylophone " * 50,))
     assert len(other) == len(tiny_tokenizer)  # sizes agree: a size check alone would pass
     report = compare_tokenizers(tiny_tokenizer, other)
     assert not report.ok and not report.same_vocab

@@ -11,7 +11,6 @@ import huggingface_hub.constants
 import pytest
 import torch
 
-from conftest import build_llama
 from protege.models import zoo
 
 
@@ -84,8 +83,8 @@ def run_layers_by_hand(model, layers, ids: torch.Tensor) -> torch.Tensor:
     return model.lm_head(inner.norm(h))
 
 
-def test_prune_layers_equals_running_kept_layers_by_hand(tmp_path):
-    model = build_llama(vocab_size=64, layers=6, seed=1)
+def test_prune_layers_equals_running_kept_layers_by_hand(tmp_path, make_llama):
+    model = make_llama(vocab_size=64, layers=6, seed=1)
     original = copy.deepcopy(model)
     keep = [0, 2, 5]
     pruned = zoo.prune_layers(model, keep)
@@ -107,16 +106,16 @@ def test_prune_layers_equals_running_kept_layers_by_hand(tmp_path):
         assert torch.allclose(reloaded(input_ids=ids).logits, got, atol=1e-6)
 
 
-def test_prune_layers_keeps_the_matching_layer_types():
-    model = build_llama(vocab_size=16, layers=6)
+def test_prune_layers_keeps_the_matching_layer_types(make_llama):
+    model = make_llama(vocab_size=16, layers=6)
     model.config.layer_types = [f"kind{i}" for i in range(6)]
     assert zoo.prune_layers(model, [0, 2, 5]).config.layer_types == ["kind0", "kind2", "kind5"]
 
 
 @pytest.mark.parametrize("keep", [[], [2, 1], [0, 0], [0, 6], [-1, 2]])
-def test_prune_layers_rejects_bad_indices(keep):
+def test_prune_layers_rejects_bad_indices(keep, make_llama):
     with pytest.raises(ValueError, match="prune_layers"):
-        zoo.prune_layers(build_llama(vocab_size=16, layers=6), keep)
+        zoo.prune_layers(make_llama(vocab_size=16, layers=6), keep)
 
 
 def test_cache_entry_is_all_or_nothing(tmp_path):
