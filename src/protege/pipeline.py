@@ -89,8 +89,12 @@ def run_recipe(recipe: Recipe, *, force: tuple[str, ...] = (), only: tuple[str, 
         run.ledger.mark_stage(name, "running")
         run.log_event("stage_start", stage=name)
         began = time.perf_counter()
-        summary = _stage_function(name)(StageContext(recipe=recipe, run=run, name=name)) or {}
+        ctx = StageContext(recipe=recipe, run=run, name=name)
+        summary = _stage_function(name)(ctx) or {}
         summary["seconds"] = round(time.perf_counter() - began, 2)
+        if "teacher" in ctx.__dict__:  # the stage used a teacher: say what was paid for and what was remembered
+            stats = ctx.__dict__["teacher"].stats
+            summary["teacher_requests"] = {"sent": stats.misses, "from_ledger": stats.hits}
         run.ledger.mark_stage(name, "done", summary)
         run.log_event("stage_end", stage=name, summary=summary)
         console.event("stage_end", stage=name, summary=summary)
