@@ -53,7 +53,7 @@ def test_hf_and_llamacpp_agree_on_next_tokens(cache):
     from protege.models.llamacpp import LlamaCppTeacher
 
     hf = HFTeacher.load("smollm2-135m-instruct")
-    lc = LlamaCppTeacher("smollm2-135m-instruct", n_ctx=512)
+    lc = LlamaCppTeacher("smollm2-135m-instruct", n_ctx=512, n_threads=1)
     try:
         prompt = [{"role": "user", "content": "What is the capital of France?"}]
         a = hf.topk_logprobs([prompt], [" The capital of France is Paris."], k=1)[0]

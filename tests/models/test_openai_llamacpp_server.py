@@ -40,11 +40,12 @@ def gguf() -> str:
 
 @pytest.fixture(scope="module")
 def server_url(gguf: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # One thread: on a shared CPU, llama.cpp's spinning worker threads slow down badly when cores are busy.
     port = free_port()
     log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "1024"],
+         "--n_ctx", "1024", "--n_threads", "1", "--n_threads_batch", "1"],
         stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/v1"
@@ -126,7 +127,7 @@ def test_stop_strings(teacher):
 def test_greedy_answer_matches_in_process_llamacpp(teacher, gguf):
     from protege.models.llamacpp import LlamaCppTeacher
 
-    local = LlamaCppTeacher(gguf, n_ctx=1024)
+    local = LlamaCppTeacher(gguf, n_ctx=1024, n_threads=1)
     try:
         params = SamplingParams(max_new_tokens=6, temperature=0.0)
         assert teacher.generate([CHAT], params)[0][0].text == local.generate([CHAT], params)[0][0].text

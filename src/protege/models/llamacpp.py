@@ -67,7 +67,13 @@ class LlamaCppTeacher:
         self._model_id = resolve(name_or_path).model_id
         # logits_all: scoring reads every position's logits, and generation logprobs need them too.
         self._llm = llama_cpp.Llama(
-            model_path=self._path, n_ctx=n_ctx, n_threads=n_threads, logits_all=True, verbose=False
+            model_path=self._path,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            # The same bound for prompt evaluation: llama.cpp would otherwise take every core for it.
+            n_threads_batch=n_threads,
+            logits_all=True,
+            verbose=False,
         )
         template = self._llm.metadata.get("tokenizer.chat_template")
         self._chat = None
