@@ -105,6 +105,8 @@ def test_sampled_logits_are_unbiased_and_renormalised_topk_is_not(proposal_tempe
 def test_sampled_teacher_refuses_non_linear_divergences() -> None:
     t = logits(5, 2, 6)
     teacher = sample_from_logits(t, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="samples per"):
+        sampled_logit_kl(logits(6, 3, 6), teacher, all_rows(3))
     with pytest.raises(ValueError, match="unbiased"):
         head_divergence(torch.eye(2, 6, dtype=torch.float64), torch.eye(6, dtype=torch.float64), teacher,
                         kind="jsd")

@@ -96,6 +96,13 @@ class SampledTeacher:
     logprobs: Tensor
     weights: Tensor
 
+    def check(self, positions: tuple[int, ...]) -> None:
+        """Explain shape mistakes before any arithmetic."""
+        if not (self.ids.shape == self.logprobs.shape == self.weights.shape) or self.ids.shape[:-1] != positions:
+            raise ValueError(f"sampled ids {tuple(self.ids.shape)}, logprobs {tuple(self.logprobs.shape)} and "
+                             f"weights {tuple(self.weights.shape)} must all be {positions} + (n,), n samples per "
+                             "student position")
+
     def flat(self, n: int) -> "SampledTeacher":
         return SampledTeacher(*(x.reshape(n, -1) for x in (self.ids, self.logprobs, self.weights)))
 

@@ -34,6 +34,7 @@ def _teacher_chunks(teacher: Teacher, positions: tuple[int, ...], vocab: int) ->
         teacher.check(positions, vocab)
         return teacher.flat(n).rows
     if isinstance(teacher, SampledTeacher):
+        teacher.check(positions)
         return teacher.flat(n).rows
     if callable(teacher):
         return teacher
