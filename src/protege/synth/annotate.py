@@ -93,18 +93,16 @@ def prompt_hash(task: "ClassificationTask", text: str) -> str:
 
 
 def _inputs(ctx: "StageContext", tables: list[str]) -> pd.DataFrame:
-    frames = []
-    for name in tables:
-        if name not in ctx.run.records.tables() and name not in ("seed", "dev"):
-            raise ValueError(
-                f"annotate.tables names {name!r} but the run has no such table (it has "
-                f"{ctx.run.records.tables()}); run the data stage first or fix annotate.tables"
-            )
-        frames.append(ctx.run.records.read(name))
-    frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None
-    if frame is None:
+    from protege.data.stage import TABLES
+
+    unknown = [t for t in tables if t not in set(TABLES) | set(ctx.run.records.tables())]
+    if unknown:
+        raise ValueError(f"annotate.tables names {unknown}, which this run does not have (it has "
+                         f"{ctx.run.records.tables()}); run the data stage first or fix annotate.tables")
+    frames = [frame for frame in (ctx.run.records.read(t) for t in tables) if len(frame)]
+    if not frames:
         raise ValueError(f"annotate: tables {tables} are all empty; nothing to label")
-    return frame.drop_duplicates("id").reset_index(drop=True)
+    return pd.concat(frames, ignore_index=True).drop_duplicates("id").reset_index(drop=True)
 
 
 def _score_missing(ctx: "StageContext", teacher: "LedgeredTeacher", inputs: pd.DataFrame, cfg: AnnotateConfig) -> dict:
@@ -121,15 +119,16 @@ def _score_missing(ctx: "StageContext", teacher: "LedgeredTeacher", inputs: pd.D
     todo = [i for i, row_id in enumerate(inputs["id"]) if row_id not in done]
     misses_before = teacher.stats.misses
     began = time.perf_counter()
-    keep = ["id", "source", "split", "text", "gold", "gold_index"]
+    keep = [c for c in ("id", "source", "split", "text", "gold", "gold_index") if c in inputs.columns]
     with console.progress("annotate: teacher scores", total=len(todo)) as advance:
         for start in range(0, len(todo), cfg.chunk_size):
-            chunk = inputs.iloc[todo[start : start + cfg.chunk_size]]
+            positions = todo[start : start + cfg.chunk_size]
+            chunk = inputs.iloc[positions]
             scores = score_texts(task, teacher, chunk["text"].tolist())
-            rows = []
-            for (_, row), raw, h in zip(chunk.iterrows(), scores, [hashes[i] for i in todo[start:start + cfg.chunk_size]]):
-                rows.append({**{k: row[k] for k in keep if k in row}, "raw_scores": raw.tolist(), "teacher": tag,
-                             "prompt_hash": h, "calibration": PENDING})
+            rows = [
+                {**row, "raw_scores": raw.tolist(), "teacher": tag, "prompt_hash": hashes[i], "calibration": PENDING}
+                for row, raw, i in zip(chunk[keep].to_dict("records"), scores, positions)
+            ]
             ctx.run.records.append(TABLE, rows, stage=ctx.name)
             advance(len(rows))
     seconds = time.perf_counter() - began
@@ -237,7 +236,8 @@ def run(ctx: "StageContext") -> dict:
     }
     ctx.run.write_json("annotate.json", summary)
     _say(summary)
-    return {"rows": len(rows), "calibration": chosen, **{k: timing[k] for k in ("texts_scored_now", "backend_calls")}}
+    return {"rows": len(rows), "calibration": chosen, "texts_scored_now": timing["texts_scored_now"],
+            "teacher_requests": {"sent": teacher.stats.misses, "from_ledger": teacher.stats.hits}}
 
 
 def _say(summary: dict) -> None:
