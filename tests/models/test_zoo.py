@@ -1,4 +1,4 @@
-"""Model zoo: names, paths and hub ids resolve; errors say how to fix them; pruning keeps exactly the named layers."""
+"""Model zoo: names, paths and hub ids resolve; errors say how to fix them; pruning keeps the named layers."""
 
 from __future__ import annotations
 

@@ -142,7 +142,7 @@ def compare_tokenizers(
             f"{_quote(sorted(set(t_special['all']) - set(s_special['all'])))}; student only "
             f"{_quote(sorted(set(s_special['all']) - set(t_special['all'])))}"
         )
-    same_special = all(t_special[r] == s_special[r] for r in _SPECIAL_ROLES) and t_special["all"] == s_special["all"]
+    same_special = t_special == s_special
 
     t_tpl, s_tpl = _chat_template(teacher_tok), _chat_template(student_tok)
     same_template = t_tpl == s_tpl
@@ -154,10 +154,10 @@ def compare_tokenizers(
     elif t_tpl is None:
         notes.append("neither tokenizer has a chat template: only raw-text prompts can be used")
 
-    mismatched = [
-        p for p in PROBES
-        if teacher_tok(p, add_special_tokens=False)["input_ids"] != student_tok(p, add_special_tokens=False)["input_ids"]
-    ]
+    def ids(tok: Any, text: str) -> list[int]:
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    mismatched = [p for p in PROBES if ids(teacher_tok, p) != ids(student_tok, p)]
     same_tokenization = not mismatched
     if mismatched and same_vocab:
         differences.append(
@@ -174,7 +174,8 @@ def compare_tokenizers(
                 f"{real:,} are embedding padding no text maps to; cut both logit rows to the first "
                 f"{min(teacher_logit_width, student_logit_width, real):,} columns before KD"
             )
-        for who, width, tok in (("teacher", teacher_logit_width, teacher_tok), ("student", student_logit_width, student_tok)):
+        sides = (("teacher", teacher_logit_width, teacher_tok), ("student", student_logit_width, student_tok))
+        for who, width, tok in sides:
             if width < len(tok):
                 differences.append(
                     f"{who} model outputs {width:,} logits but its tokenizer has {len(tok):,} tokens: "

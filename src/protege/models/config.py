@@ -30,7 +30,10 @@ class TeacherConfig(BaseModel):
     max_retries: int = Field(5, ge=0, description="openai: retries on 429, 5xx, timeouts, with exponential backoff.")
     timeout_s: float = Field(120.0, gt=0, description="openai: seconds before a request is abandoned and retried.")
     n_ctx: int = Field(2048, ge=128, description="llamacpp: context window.")
-    n_threads: Optional[int] = Field(None, ge=1, description="llamacpp: CPU threads (default: llama.cpp's choice).")
+    n_threads: Optional[int] = Field(
+        None, ge=1, description="llamacpp: CPU threads for sampling and prompt evaluation (default: llama.cpp's "
+        "choice). On a CPU shared with other work, 1 can be far faster than spinning threads competing for cores.",
+    )
     tokenizer: Optional[str] = Field(
         None,
         description="openai: the served model's tokenizer (embedded name, path or hub id), needed to score chat "

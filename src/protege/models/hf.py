@@ -54,7 +54,9 @@ class HFTeacher:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32, batch_size: int = 8):
+    def load(
+        cls, name_or_path: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32, batch_size: int = 8
+    ) -> "HFTeacher":
         """Load through the model zoo: an embedded name, a local folder or .gguf file, or a hub id."""
         from protege.models.zoo import load_causal_lm, resolve
 

@@ -164,7 +164,7 @@ class LlamaCppTeacher:
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             tokens=list(lp["tokens"]) if lp else None,
             token_logprobs=[float(v) for v in lp["token_logprobs"]] if lp else None,
-            top_logprobs=[{t: float(v) for t, v in (row or {}).items()} for row in lp["top_logprobs"]] if lp else None,
+            top_logprobs=[{t: float(v) for t, v in (r or {}).items()} for r in lp["top_logprobs"]] if lp else None,
         )
 
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]]) -> list[list[float]]:

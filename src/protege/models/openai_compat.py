@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _MESSAGE_LIMIT = 500  # characters of a server's error body quoted in our errors
 
 
@@ -132,13 +132,14 @@ class OpenAICompatTeacher:
                     if response.status_code in (401, 403):
                         hint = f" (is the API key in the environment variable {self.api_key_env}?)"
                     elif response.status_code == 404:
-                        hint = f" (is base_url {self.base_url!r} right, with its /v1, and model {self._model!r} served?)"
+                        hint = f" (is base_url {self.base_url!r} right, with its /v1, and is {self._model!r} served?)"
                     raise BackendError(f"{url} answered {response.status_code}{hint}: {message}")
                 last = f"HTTP {response.status_code}: {message}"
                 retry_after = response.headers.get("retry-after")
             if attempt < self.max_retries:
                 delay = self._backoff(attempt, retry_after)
-                log.warning("%s failed (%s); retry %d/%d in %.1fs", url, last, attempt + 1, self.max_retries, delay)
+                log.warning("%s failed (%s); retry %d/%d in %.1fs", url, last, attempt + 1, self.max_retries,
+                            delay)
                 time.sleep(delay)
         raise BackendError(f"{url} failed after {self.max_retries + 1} attempts; last error: {last}")
 
@@ -168,7 +169,7 @@ class OpenAICompatTeacher:
             answer = self.post("/chat/completions" if chat else "/completions", body)
             choices = answer.get("choices") or []
             if not choices:
-                raise BackendError(f"{self.base_url} returned no choices for model {self._model!r}: {answer!r:.300}")
+                raise BackendError(f"{self.base_url} returned no choices for {self._model!r}: {answer!r:.300}")
             usage = answer.get("usage") or {}
             gens.extend(_parse_choice(c, chat, usage, len(choices)) for c in choices)
         return gens[: params.n]
@@ -209,7 +210,8 @@ class OpenAICompatTeacher:
         """Prompt logprobs of ``text``: tokens, token_logprobs, top_logprobs and text_offset, checked."""
         answer = self.post(
             "/completions",
-            {"model": self._model, "prompt": text, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": k},
+            {"model": self._model, "prompt": text, "max_tokens": 1, "temperature": 0.0, "echo": True,
+             "logprobs": k},
         )
         logprobs = (answer.get("choices") or [{}])[0].get("logprobs") or {}
         self._check_echo(text, logprobs)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -22,7 +21,7 @@ from typing import Any, Callable, Literal
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
+from protege import console
 
 CACHE_FORMAT = 1  # bump when the layout of a cache entry changes, so stale entries are rebuilt
 _STAMP = "protege-cache.json"
@@ -179,7 +178,7 @@ def embedded_models() -> list[EmbeddedStatus]:
         path = _embedded_path(model)
         # Only GGUF-shipped models need converting; the others are ready as installed.
         needs_conversion = path is not None and path.suffix == ".gguf"
-        cached = _cache_valid(cache_root() / model.name, path) if needs_conversion else path is not None
+        cached = _cache_valid(cache_root() / model.name, path) if path and needs_conversion else path is not None
         out.append(
             EmbeddedStatus(
                 model=model,
@@ -195,16 +194,14 @@ def embedded_models() -> list[EmbeddedStatus]:
 # ---------------------------------------------------------------------------------------------- caching
 
 
-def _source_stamp(source: Path | None) -> dict[str, Any]:
-    if source is None:
-        return {"format": CACHE_FORMAT}
+def _source_stamp(source: Path) -> dict[str, Any]:
     stat = source.stat()
     return {"format": CACHE_FORMAT, "source": str(source), "size": stat.st_size, "mtime": int(stat.st_mtime)}
 
 
-def _cache_valid(entry: Path, source: Path | None) -> bool:
+def _cache_valid(entry: Path, source: Path) -> bool:
     stamp = entry / _STAMP
-    if source is None or not stamp.is_file():
+    if not stamp.is_file():
         return False
     try:
         return json.loads(stamp.read_text()) == _source_stamp(source)
@@ -262,7 +259,7 @@ def _converted_gguf_dir(resolved: ResolvedModel) -> Path:
         return entry
 
     def build(out: Path) -> None:
-        log.info("dequantising %s once into %s (later loads read the cache)", source, entry)
+        console.info(f"converting {source.name} to safetensors once (about 15 s); later loads read {entry}")
         tok = AutoTokenizer.from_pretrained(resolved.location, gguf_file=resolved.gguf_file)
         model = AutoModelForCausalLM.from_pretrained(
             resolved.location, gguf_file=resolved.gguf_file, dtype=torch.float32
@@ -284,6 +281,7 @@ def _half_student_dir(resolved: ResolvedModel) -> Path:
 
     def build(out: Path) -> None:
         model = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32)
+        console.info(f"building the half-depth student once into {entry}")
         keep = list(range(0, model.config.num_hidden_layers, 2))
         _save_plain(prune_layers(model, keep), AutoTokenizer.from_pretrained(teacher_dir), out)
 
