@@ -1,24 +1,36 @@
-"""Fixtures for the LM-distillation data tests: the tiny tokenizer and llama of tests/models, one definition."""
+"""Fixtures for the LM-distillation data tests, on the tiny models of ``tests/tiny.py``."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+import json
 
 import pytest
+from tokenizers import Tokenizer
+from transformers import PreTrainedTokenizerFast
 
-_spec = importlib.util.spec_from_file_location("tiny_models", Path(__file__).parents[1] / "models" / "conftest.py")
-tiny_models = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tiny_models)
-build_tokenizer = tiny_models.build_tokenizer
-build_llama = tiny_models.build_llama
+from tiny import build_llama, build_tokenizer
 
 
 @pytest.fixture(scope="session")
-def tokenizer():
+def tokenizer() -> PreTrainedTokenizerFast:
     return build_tokenizer()
 
 
 @pytest.fixture(scope="session")
 def teacher_model(tokenizer):
     return build_llama(len(tokenizer), layers=2, seed=1)
+
+
+@pytest.fixture
+def renamed_tokenizer(tokenizer) -> PreTrainedTokenizerFast:
+    """The same tokenizer with one ordinary vocabulary entry (id 100) spelled 'zzqq' instead."""
+    data = json.loads(tokenizer.backend_tokenizer.to_str())
+    vocab = data["model"]["vocab"]
+    victim = next(t for t, i in vocab.items() if i == 100)
+    vocab["zzqq"] = vocab.pop(victim)
+    changed = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(data)), bos_token=tokenizer.bos_token,
+        eos_token=tokenizer.eos_token, unk_token=tokenizer.unk_token, pad_token=tokenizer.pad_token,
+    )
+    changed.chat_template = tokenizer.chat_template
+    return changed

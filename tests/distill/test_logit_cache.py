@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
-from transformers import PreTrainedTokenizerFast
 
 from protege.data.logit_cache import CacheMismatchError, CacheStamp, LogitCache, LogitCacheWriter
 from protege.losses import topk_divergence
@@ -15,7 +13,7 @@ from protege.train.cache_logits import response_topk
 from protege.train.cached_source import CachedTeacherSource
 from protege.train.lm_objectives import CachedKD, DistillConfig
 
-from conftest import build_llama
+from tiny import build_llama
 
 K = 8
 
@@ -91,29 +89,13 @@ def test_reopening_with_other_settings_is_refused(tmp_path, tokenizer):
         LogitCacheWriter(tmp_path, _stamp(tokenizer, k=16))
 
 
-def _with_token_renamed(tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
-    """The same tokenizer with one ordinary vocabulary entry given another string."""
-    data = json.loads(tokenizer.backend_tokenizer.to_str())
-    vocab = data["model"]["vocab"]
-    victim = next(t for t, i in vocab.items() if i == 100)
-    vocab["zzqq"] = vocab.pop(victim)
-    from tokenizers import Tokenizer
-
-    changed = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(json.dumps(data)), bos_token=tokenizer.bos_token,
-        eos_token=tokenizer.eos_token, unk_token=tokenizer.unk_token, pad_token=tokenizer.pad_token,
-    )
-    changed.chat_template = tokenizer.chat_template
-    return changed
-
-
-def test_a_student_with_one_token_changed_is_refused(tmp_path, tokenizer):
+def test_a_student_with_one_token_changed_is_refused(tmp_path, tokenizer, renamed_tokenizer):
     sid, ids, prompt, logits = _sequences(1, len(tokenizer))[0]
     with LogitCacheWriter(tmp_path, _stamp(tokenizer)) as writer:
         writer.add_logits(sid, ids, prompt, logits)
     cache = LogitCache(tmp_path)
     cache.check_student(tokenizer, len(tokenizer))  # the teacher's own tokenizer passes
-    student = _with_token_renamed(tokenizer)
+    student = renamed_tokenizer
     assert len(student) == len(tokenizer)
     with pytest.raises(CacheMismatchError, match="vocabulary") as err:
         cache.check_student(student, len(student))

@@ -7,17 +7,16 @@ import pytest
 
 from protege.train.preflight import TokenizerMismatchError, check_token_kd
 
-from conftest import build_tokenizer
-from test_logit_cache import _with_token_renamed
+from tiny import build_tokenizer
 
 
 def test_the_same_tokenizer_passes(tokenizer):
     assert check_token_kd(tokenizer, build_tokenizer()).ok
 
 
-def test_one_changed_token_is_named(tokenizer):
+def test_one_changed_token_is_named(tokenizer, renamed_tokenizer):
     with pytest.raises(TokenizerMismatchError) as err:
-        check_token_kd(tokenizer, _with_token_renamed(tokenizer))
+        check_token_kd(tokenizer, renamed_tokenizer)
     message = str(err.value)
     assert "'zzqq'" in message and "missing from the teacher" in message
     assert "sequence level" in message and "'respond'" in message and "sft" in message
