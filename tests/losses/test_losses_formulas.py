@@ -126,7 +126,7 @@ def test_jsd_half_is_symmetric(pair) -> None:
     assert loss(s, t, "jsd", beta=0.5) == pytest.approx(loss(t, s, "jsd", beta=0.5), rel=1e-10, abs=1e-14)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(logit_pairs())
 def test_beta_endpoints_are_the_scaled_limits_not_zero(pair) -> None:
     s, t = pair
@@ -138,7 +138,7 @@ def test_beta_endpoints_are_the_scaled_limits_not_zero(pair) -> None:
     assert loss(s, t, "jsd", beta=1 - eps) / eps == pytest.approx(reverse, rel=1e-3, abs=1e-9)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(logit_pairs())
 def test_alpha_endpoints(pair) -> None:
     s, t = pair
@@ -147,7 +147,7 @@ def test_alpha_endpoints(pair) -> None:
     # Continuous at 0, and the skew shrinks the divergence monotonically towards alpha -> 1.
     for kind, plain in (("skew_forward_kl", "forward_kl"), ("skew_reverse_kl", "reverse_kl")):
         assert loss(s, t, kind, alpha=1e-10) == pytest.approx(loss(s, t, plain), rel=1e-5, abs=1e-12)
-        values = [loss(s, t, kind, alpha=a) for a in (0.0, 0.3, 0.6, 0.9, 0.999)]
+        values = [loss(s, t, kind, alpha=a) for a in (0.0, 0.5, 0.999)]
         assert all(a >= b - 1e-12 for a, b in zip(values, values[1:]))
 
 

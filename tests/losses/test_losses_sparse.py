@@ -45,6 +45,9 @@ def test_topk_with_tail_is_the_divergence_between_bucketed_distributions(kind: s
     explicit = topk_divergence(s, sparse.ids, sparse.logprobs, all_rows(4), tail_logprob=sparse.tail_logprob,
                                kind=kind)
     torch.testing.assert_close(got, explicit, rtol=1e-9, atol=1e-14)
+    # Compact id dtypes from caches are accepted.
+    compact = topk_divergence(s, sparse.ids.int(), sparse.logprobs, all_rows(4), kind=kind)
+    assert torch.equal(compact, got)
     # Coarse-graining never increases an f-divergence (data-processing inequality).
     assert got <= token_divergence(s, t, all_rows(4), kind=kind) + 1e-12
 
