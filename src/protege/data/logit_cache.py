@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from protege.losses.teachers import TopKTeacher, topk_from_logits
+from protege.models.compat import tokenizer_fingerprint
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -48,12 +49,6 @@ def chat_template_hash(tokenizer: Any) -> str:
 
 def _special_tokens(tokenizer: Any) -> dict[str, str]:
     return {name: str(value) for name, value in sorted(tokenizer.special_tokens_map.items())}
-
-
-def _fingerprint(tokenizer: Any) -> str:
-    from protege.models.compat import tokenizer_fingerprint
-
-    return tokenizer_fingerprint(tokenizer)
 
 
 @dataclass(frozen=True)
@@ -78,7 +73,7 @@ class CacheStamp:
         if temperature <= 0:
             raise ValueError(f"temperature={temperature}: the distillation temperature must be positive")
         return cls(
-            teacher=teacher, tokenizer=_fingerprint(tokenizer), vocab_size=vocab_size,
+            teacher=teacher, tokenizer=tokenizer_fingerprint(tokenizer), vocab_size=vocab_size,
             chat_template=chat_template_hash(tokenizer), special_tokens=_special_tokens(tokenizer),
             temperature=float(temperature), k=k, ids_dtype="uint16" if vocab_size <= 2**16 else "int32",
         )
@@ -102,7 +97,7 @@ def check_student(stamp: CacheStamp, tokenizer: Any, vocab_size: int, *, where: 
                             f"student {specials.get(name)!r}")
     if chat_template_hash(tokenizer) != stamp.chat_template:
         problems.append("chat template: the student's differs from the teacher's")
-    if _fingerprint(tokenizer) != stamp.tokenizer and not problems:
+    if tokenizer_fingerprint(tokenizer) != stamp.tokenizer and not problems:
         problems.append("vocabulary: the same size, but some token strings or ids differ")
     if problems:
         raise CacheMismatchError(
