@@ -182,6 +182,13 @@ def test_missing_samples_are_requested_again_with_shifted_seeds(serve):
     assert [b["n"] for _, b, _ in server.requests] == [3, 2, 1]
 
 
+def test_greedy_n_samples_cost_one_request(serve):
+    server = serve(lambda *a: (200, {}, completion("g")))
+    out = client(server.url).generate(["hi"], SamplingParams(n=4, temperature=0.0))
+    assert [g.text for g in out[0]] == ["g0"] * 4 and len(server.requests) == 1
+    assert server.requests[0][1]["n"] == 1
+
+
 def test_chat_prompts_use_chat_endpoint_and_parse_logprobs(serve):
     def script(path: str, body: dict, headers: dict) -> Reply:
         assert path == "/v1/chat/completions" and body["logprobs"] is True and body["top_logprobs"] == 2

@@ -19,6 +19,7 @@ import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Callable, Sequence, TypeVar
 
 import httpx
@@ -161,6 +162,9 @@ class OpenAICompatTeacher:
 
     def _generate_one(self, prompt: Prompt, params: SamplingParams) -> list[Generation]:
         chat = not isinstance(prompt, str)
+        if params.temperature == 0 and params.n > 1:
+            # Greedy decoding has one answer: pay for it once, not n times.
+            return self._generate_one(prompt, replace(params, n=1)) * params.n
         gens: list[Generation] = []
         while len(gens) < params.n:
             body = self._sampling_body(prompt, params, params.n - len(gens), chat)
