@@ -3,7 +3,7 @@
 Each variant runs forward + backward of a generalized JSD (β = 0.5, T = 1) at batch × length × vocab in a
 fresh subprocess, so one variant's freed memory cannot hide another's peak. Extra peak memory is the rise of
 the process's resident-set high-water mark (VmHWM, reset through /proc/self/clear_refs) over its resident set
-once the inputs exist; glibc is told to serve large blocks with mmap so freed memory really leaves the process.
+once the inputs exist; glibc is told to serve large blocks with mmap so freed memory leaves the process.
 The gradient of whatever the loss is differentiated against (logits, or hidden states and head weight) is part
 of every variant's peak.
 
@@ -78,9 +78,9 @@ def _build(variant: str, args: argparse.Namespace) -> tuple[Callable[[], torch.T
 
 
 def measure(variant: str, args: argparse.Namespace) -> dict:
-    """Run inside the child process: one warm-up, then repeats × (forward + backward); peak over all, median time.
+    """In the child: one warm-up, then repeats × (forward + backward); peak over all, median time.
 
-    The warm-up pages in the kernels' code and thread pools, which would otherwise count as the first run's peak.
+    The warm-up pages in the kernels' code and thread pools, which would otherwise count in the first peak.
     """
     loss_fn, leaves = _build(variant, args)
     loss_fn().backward()
@@ -112,20 +112,22 @@ def run_child(variant: str, args: argparse.Namespace) -> dict:
 
 def table(rows: list[dict], args: argparse.Namespace) -> str:
     plain = {r["variant"].split(",")[0]: r for r in rows if r["variant"].endswith("unchunked")}
-    lines = [f"Generalized JSD (β = 0.5), forward + backward, batch {args.batch} × length {args.length} × vocab "
-             f"{args.vocab:,} (hidden {args.hidden}, chunk {args.chunk_size}), float32, "
+    lines = [f"Generalized JSD (β = 0.5), forward + backward, batch {args.batch} × length {args.length} × "
+             f"vocab {args.vocab:,} (hidden {args.hidden}, chunk {args.chunk_size}), float32, "
              f"{torch.get_num_threads()} threads, median of {args.repeats}.", "",
              "| variant | loss | time (s) | extra peak (MiB) | time vs unchunked | memory vs unchunked |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         ref = plain.get(r["variant"].split(",")[0], plain["token_divergence"])
+        time_ratio, memory_ratio = r["seconds"] / ref["seconds"], r["extra_peak_mib"] / ref["extra_peak_mib"]
         lines.append(f"| {r['variant']} | {r['loss']:.6f} | {r['seconds']:.2f} | {r['extra_peak_mib']:.0f} | "
-                     f"{r['seconds'] / ref['seconds']:.2f} | {r['extra_peak_mib'] / ref['extra_peak_mib']:.3f} |")
+                     f"{time_ratio:.2f} | {memory_ratio:.3f} |")
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--vocab", type=int, default=49_152)
@@ -149,8 +151,9 @@ def main() -> None:
     text = table(rows, args)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"config": {k: v for k, v in vars(args).items() if k not in ("out", "child")},
-                                    "variants": VARIANTS, "results": rows, "table": text}, indent=2) + "\n")
+    config = {k: v for k, v in vars(args).items() if k not in ("out", "child")}
+    args.out.write_text(json.dumps({"config": config, "variants": VARIANTS, "results": rows, "table": text},
+                                   indent=2) + "\n")
     print(f"\nwritten to {args.out}")
 
 

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import torch
 
-from protege.losses import sample_from_logits, sampled_logit_kl, token_divergence, topk_divergence, topk_from_logits
+from protege.losses import (
+    sample_from_logits,
+    sampled_logit_kl,
+    token_divergence,
+    topk_divergence,
+    topk_from_logits,
+)
 
 OUT = Path(__file__).resolve().parent / "results" / "sparse_bias.json"
 
@@ -63,7 +69,8 @@ def main(positions: int = 64, vocab: int = 49_152, k: int = 20, seed: int = 0) -
 
     rows = [{"form": name, "relative_l2_error": float((gr - exact).norm() / exact.norm()),
              "tail_mass_change_per_unit_step": tail_shift(gr)} for name, gr in forms.items()]
-    rows.append({"form": "exact", "relative_l2_error": 0.0, "tail_mass_change_per_unit_step": tail_shift(exact)})
+    rows.append({"form": "exact", "relative_l2_error": 0.0,
+                 "tail_mass_change_per_unit_step": tail_shift(exact)})
     lines = [f"Forward-KL gradient vs exact, {positions} positions × vocab {vocab:,}, k = {k}, "
              f"teacher tail mass outside top-k = {tail_mass:.3f}", "",
              "| sparse form | relative L2 error | tail-mass change per unit step |", "|---|---:|---:|"]

@@ -19,7 +19,8 @@ def setup(seed: int):
     return student, teacher
 
 
-def expectation_over_student_samples(student: torch.Tensor, teacher: torch.Tensor, estimator: str) -> torch.Tensor:
+def expectation_over_student_samples(student: torch.Tensor, teacher: torch.Tensor,
+                                     estimator: str) -> torch.Tensor:
     """Σ_x q(x) k(x): the estimator's mean over x ~ q, with the sampling weights held fixed (as in training,
     where samples are drawn and then the estimator is differentiated through log q(x) only)."""
     log_q, log_p = torch.log_softmax(student, -1), torch.log_softmax(teacher, -1)
@@ -48,7 +49,8 @@ def test_gradients_k2_is_reverse_kl_k3_is_forward_kl_k1_is_zero(seed: int) -> No
     def grad(value: torch.Tensor) -> torch.Tensor:
         return torch.autograd.grad(value, student)[0]
 
-    reverse, forward = grad(exact(student, teacher, "reverse_kl")), grad(exact(student, teacher, "forward_kl"))
+    reverse = grad(exact(student, teacher, "reverse_kl"))
+    forward = grad(exact(student, teacher, "forward_kl"))
     torch.testing.assert_close(grad(expectation_over_student_samples(student, teacher, "k2")), reverse,
                                rtol=1e-10, atol=1e-13)
     torch.testing.assert_close(grad(expectation_over_student_samples(student, teacher, "k3")), forward,

@@ -1,5 +1,5 @@
-"""Sparse teachers: top-k with a tail bucket is exact on its buckets; renormalised top-k is biased; importance-
-sampled sparse logits are unbiased in value and gradient."""
+"""Sparse teachers: top-k with a tail bucket is exact on its buckets; renormalised top-k is biased;
+importance-sampled sparse logits are unbiased in value and gradient."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ def test_topk_tail_form_is_zero_at_the_teacher_and_renormalised_topk_is_not() ->
     (g_tail,) = torch.autograd.grad(tail_form, s)
     assert abs(tail_form.item()) < 1e-12 and g_tail.abs().max() < 1e-12
     renormalised = sparse.logprobs - sparse.logprobs.logsumexp(-1, keepdim=True)
-    biased = topk_divergence(s, sparse.ids, renormalised, all_rows(6), tail_logprob=torch.full((6,), -math.inf))
+    no_tail = torch.full((6,), -math.inf, dtype=t.dtype)
+    biased = topk_divergence(s, sparse.ids, renormalised, all_rows(6), tail_logprob=no_tail)
     (g_biased,) = torch.autograd.grad(biased, s)
     tail_mass = sparse.tail_logprob.exp()
     torch.testing.assert_close(biased, -torch.log1p(-tail_mass).mean(), rtol=1e-10, atol=0)

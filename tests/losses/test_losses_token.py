@@ -1,4 +1,4 @@
-"""Masking, global-count reduction, micro-batch invariance and chunked-versus-plain agreement of token losses."""
+"""Masking, global-count reduction, micro-batch invariance and chunked-vs-plain agreement of token losses."""
 
 from __future__ import annotations
 
@@ -58,8 +58,8 @@ def test_reduction_is_sum_over_unmasked_divided_by_num_tokens() -> None:
     s, t, mask = batch(1)
     local = token_divergence(s, t, mask, kind="forward_kl")
     assert torch.equal(local, token_divergence(s, t, mask, kind="forward_kl", num_tokens=int(mask.sum())))
-    torch.testing.assert_close(token_divergence(s, t, mask, kind="forward_kl", num_tokens=4 * int(mask.sum())),
-                               local / 4, rtol=1e-14, atol=0)
+    quadruple = token_divergence(s, t, mask, kind="forward_kl", num_tokens=4 * int(mask.sum()))
+    torch.testing.assert_close(quadruple, local / 4, rtol=1e-14, atol=0)
     as_tensor = token_divergence(s, t, mask, kind="forward_kl", num_tokens=torch.tensor(float(mask.sum())))
     torch.testing.assert_close(as_tensor, local, rtol=1e-14, atol=0)
     float_mask = token_divergence(s, t, mask.double(), kind="forward_kl")
@@ -180,8 +180,8 @@ def test_head_divergence_matches_the_plain_form_in_value_and_gradients(kind: str
     def plain(h, w, b):
         logits = h @ w.T + b
         if teacher_form == "topk":
-            return topk_divergence(logits, teacher.ids, teacher.logprobs, mask, tail_logprob=teacher.tail_logprob,
-                                   kind=kind, temperature=0.8)
+            return topk_divergence(logits, teacher.ids, teacher.logprobs, mask,
+                                   tail_logprob=teacher.tail_logprob, kind=kind, temperature=0.8)
         return token_divergence(logits, t_logits, mask, kind=kind, temperature=0.8)
 
     expected, g_expected = value_and_grad(plain, hidden, weight, bias)
@@ -208,7 +208,7 @@ def test_head_divergence_with_frozen_weight_and_sampled_teacher() -> None:
 
 
 def test_chunked_head_saves_no_logits_for_backward() -> None:
-    """Autograd state held between forward and backward: the plain form keeps (N, V) tensors, the chunked none."""
+    """State autograd holds between forward and backward: (N, V) tensors for the plain form, none chunked."""
     hidden, weight, _, t_hidden, t_weight, mask = head_inputs(8, n=64, vocab=512)
     teacher = ProjectedTeacher(t_hidden, t_weight)
 

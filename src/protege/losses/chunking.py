@@ -98,7 +98,7 @@ class _ChunkedHead(torch.autograd.Function):
 
 
 def chunked_rows_sum(rows_loss: RowsLoss, x: Tensor, chunk_size: int | None) -> Tensor:
-    """Σ over chunks of ``chunk_size`` rows of ``rows_loss``; ``None`` = one plain autograd pass (reference)."""
+    """Σ of ``rows_loss`` over chunks of ``chunk_size`` rows; ``None`` = one plain autograd pass."""
     if chunk_size is None:
         return rows_loss(0, x.shape[0], x)
     _check_chunk_size(chunk_size)

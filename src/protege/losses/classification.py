@@ -37,7 +37,8 @@ def classification_kd(
     if temperature <= 0:
         raise ValueError(f"temperature={temperature}: must be > 0 (1 = no softening; Hinton used 2-20)")
     if not 0 <= hard_weight <= 1:
-        raise ValueError(f"hard_weight={hard_weight}: must be in [0, 1] (weight of the gold-label cross-entropy)")
+        raise ValueError(f"hard_weight={hard_weight}: must be in [0, 1] (the gold-label cross-entropy's "
+                         "weight)")
     if hard_weight > 0 and labels is None:
         raise ValueError("hard_weight > 0 needs labels; pass labels (N,) with -100 for unlabelled rows, or "
                          "hard_weight=0")

@@ -44,7 +44,8 @@ class DivergenceSpec(BaseModel):
         1.0, gt=0, description="Softmax temperature applied to student and teacher logits before comparing."
     )
     beta: float = Field(
-        0.5, ge=0, le=1, description="JSD interpolation: weight of the teacher in the mixture; 0 → KL(p‖q), 1 → KL(q‖p)."
+        0.5, ge=0, le=1,
+        description="JSD interpolation: weight of the teacher in the mixture; 0 → KL(p‖q), 1 → KL(q‖p).",
     )
     alpha: float = Field(
         0.1, ge=0, description="Skew of the skew KLs (DistiLLM's α), in [0, 1); 0 gives the plain KL."
@@ -55,8 +56,8 @@ class DivergenceSpec(BaseModel):
     def _alpha_below_one(cls, alpha: float) -> float:
         if alpha >= 1:
             raise ValueError(
-                f"alpha={alpha}: a skew KL with alpha=1 compares a distribution with itself and is identically "
-                "zero; use alpha in [0, 1) (DistiLLM uses 0.1)"
+                f"alpha={alpha}: a skew KL with alpha=1 compares a distribution with itself and is "
+                "identically zero; use alpha in [0, 1) (DistiLLM uses 0.1)"
             )
         return alpha
 
@@ -68,7 +69,8 @@ def kl(log_p: Tensor, log_q: Tensor) -> Tensor:
     which is the true value.
     """
     outside = torch.isneginf(log_p)
-    if not bool(outside.any()):  # the common dense case; skipping the masking saves three (rows, V) temporaries
+    # The common dense case: skipping the masking saves three (rows, V) temporaries.
+    if not bool(outside.any()):
         return (log_p.exp() * (log_p - log_q)).sum(-1)
     lp = log_p.masked_fill(outside, 0.0)
     lq = log_q.masked_fill(outside, 0.0)

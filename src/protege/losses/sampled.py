@@ -5,8 +5,8 @@ For tokens x ~ q (the student) and the log-ratio log r = log p(x) − log q(x) a
 =====  =====================  ===================================  ==========================================
 name   per-token value        value, in expectation over x ~ q      gradient of the value with x held fixed
 =====  =====================  ===================================  ==========================================
-k1     −log r                 KL(q‖p), unbiased, high variance      0 in expectation: useless as a loss; use it
-                                                                    as a reward (score-function / REINFORCE)
+k1     −log r                 KL(q‖p), unbiased, high variance      0 in expectation: useless as a loss; use
+                                                                    it as a reward (score function)
 k2     ½ (log r)²             biased (≈ KL(q‖p) when q ≈ p), ≥ 0    ∇ KL(q‖p), unbiased: the on-policy loss
 k3     r − 1 − log r          KL(q‖p), unbiased, ≥ 0, low variance  ∇ KL(p‖q), the *forward* KL's gradient
 =====  =====================  ===================================  ==========================================
@@ -50,8 +50,9 @@ def sampled_kl(
 ) -> Tensor:
     """Mean KL estimate over unmasked sampled tokens, with the reduction of :func:`token_divergence`.
 
-    ``student_logprobs`` and ``teacher_logprobs`` (...) are log q(x_t) and log p(x_t) of the tokens the student
-    sampled; ``mask`` (...) marks completion tokens. The default ``k2`` gives the unbiased reverse-KL gradient.
+    ``student_logprobs`` and ``teacher_logprobs`` (...) are log q(x_t) and log p(x_t) of the tokens the
+    student sampled; ``mask`` (...) marks completion tokens. The default ``k2`` gives the unbiased
+    reverse-KL gradient.
     """
     if student_logprobs.shape != teacher_logprobs.shape:
         raise ValueError(f"student_logprobs {tuple(student_logprobs.shape)} and teacher_logprobs "

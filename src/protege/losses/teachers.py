@@ -50,21 +50,21 @@ class TopKTeacher:
     def check(self, positions: tuple[int, ...], vocab: int) -> None:
         """Explain shape or content mistakes before any arithmetic."""
         if self.ids.shape[:-1] != positions:
-            raise ValueError(f"topk_ids has shape {tuple(self.ids.shape)}; expected {positions} + (k,), one row "
-                             "per student position")
+            raise ValueError(f"topk_ids has shape {tuple(self.ids.shape)}; expected {positions} + (k,), "
+                             "one row per student position")
         if self.ids.shape[-1] >= vocab:
-            raise ValueError(f"k={self.ids.shape[-1]} covers the whole vocabulary ({vocab}); pass the full teacher "
-                             "logits to token_divergence instead")
+            raise ValueError(f"k={self.ids.shape[-1]} covers the whole vocabulary ({vocab}); pass the full "
+                             "teacher logits to token_divergence instead")
         if self.ids.shape != self.logprobs.shape:
-            raise ValueError(f"topk_ids {tuple(self.ids.shape)} and topk_logprobs {tuple(self.logprobs.shape)} "
-                             "must have the same shape (..., k)")
+            raise ValueError(f"topk_ids {tuple(self.ids.shape)} and topk_logprobs "
+                             f"{tuple(self.logprobs.shape)} must have the same shape (..., k)")
         if self.tail_logprob is not None and self.tail_logprob.shape != self.ids.shape[:-1]:
             raise ValueError(f"tail_logprob has shape {tuple(self.tail_logprob.shape)}; expected "
                              f"{tuple(self.ids.shape[:-1])}, one value per position")
         # The slack admits rounding of half-precision caches; raw logits overshoot by far more.
         if self.logprobs.numel() and float(self.logprobs.detach().float().exp().sum(-1).max()) > 1.02:
-            raise ValueError("topk_logprobs sum to more than probability 1 at some position: pass the teacher's "
-                             "log-probabilities (log_softmax), not raw logits")
+            raise ValueError("topk_logprobs sum to more than probability 1 at some position: pass the "
+                             "teacher's log-probabilities (log_softmax), not raw logits")
 
     def flat(self, n: int) -> "TopKTeacher":
         tail = None if self.tail_logprob is None else self.tail_logprob.reshape(n)
@@ -99,10 +99,11 @@ class SampledTeacher:
 
     def check(self, positions: tuple[int, ...]) -> None:
         """Explain shape mistakes before any arithmetic."""
-        if not (self.ids.shape == self.logprobs.shape == self.weights.shape) or self.ids.shape[:-1] != positions:
-            raise ValueError(f"sampled ids {tuple(self.ids.shape)}, logprobs {tuple(self.logprobs.shape)} and "
-                             f"weights {tuple(self.weights.shape)} must all be {positions} + (n,), n samples per "
-                             "student position")
+        same = self.ids.shape == self.logprobs.shape == self.weights.shape
+        if not same or self.ids.shape[:-1] != positions:
+            raise ValueError(f"sampled ids {tuple(self.ids.shape)}, logprobs {tuple(self.logprobs.shape)} "
+                             f"and weights {tuple(self.weights.shape)} must all be {positions} + (n,), n "
+                             "samples per student position")
 
     def flat(self, n: int) -> "SampledTeacher":
         return SampledTeacher(*(x.reshape(n, -1) for x in (self.ids, self.logprobs, self.weights)))
@@ -116,7 +117,7 @@ class SampledTeacher:
 
 @dataclass(frozen=True)
 class ProjectedTeacher:
-    """Teacher logits computed a chunk at a time from its final hidden states (N, H) and head weight (V, H)."""
+    """Teacher logits made a chunk at a time from its final hidden states (N, H) and head weight (V, H)."""
 
     hidden: Tensor
     weight: Tensor
@@ -186,10 +187,10 @@ def row_divergence(student_logits: Tensor, teacher, spec: DivergenceSpec) -> Ten
                           teacher.buckets().detach().to(dtype), beta=spec.beta, alpha=spec.alpha)
     if isinstance(teacher, SampledTeacher):
         if spec.kind != "forward_kl":
-            raise ValueError(f"kind={spec.kind!r} with a SampledTeacher: only forward_kl is linear in the teacher "
-                             "distribution, so only it has an unbiased sampled estimate; use kind='forward_kl' or "
-                             "a TopKTeacher")
+            raise ValueError(f"kind={spec.kind!r} with a SampledTeacher: only forward_kl is linear in the "
+                             "teacher distribution, so only it has an unbiased sampled estimate; use "
+                             "kind='forward_kl' or a TopKTeacher")
         gap = teacher.logprobs.detach().to(dtype) - student_logp.gather(-1, teacher.ids.long())
         return (teacher.weights.detach().to(dtype) * gap).sum(-1)
-    raise TypeError(f"teacher of type {type(teacher).__name__} is not a teacher chunk; pass logits, a TopKTeacher "
-                    "or a SampledTeacher")
+    raise TypeError(f"teacher of type {type(teacher).__name__} is not a teacher chunk; pass logits, a "
+                    "TopKTeacher or a SampledTeacher")

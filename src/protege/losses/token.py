@@ -25,9 +25,9 @@ def _teacher_chunks(teacher: Teacher, positions: tuple[int, ...], vocab: int) ->
     if isinstance(teacher, Tensor):
         if teacher.shape != (*positions, vocab):
             raise ValueError(
-                f"teacher logits have shape {tuple(teacher.shape)} but the student's are {(*positions, vocab)}; "
-                "token-level KD needs the same positions and the same vocabulary (compare the tokenizers: padded "
-                "vocabularies of one family differ in size)")
+                f"teacher logits have shape {tuple(teacher.shape)} but the student's are "
+                f"{(*positions, vocab)}; token-level KD needs the same positions and the same vocabulary "
+                "(compare the tokenizers: padded vocabularies of one family differ in size)")
         flat = teacher.reshape(n, vocab)
         return lambda start, end: flat[start:end]
     if isinstance(teacher, TopKTeacher):
@@ -130,7 +130,7 @@ def sampled_logit_kl(
     num_tokens: int | Tensor | None = None,
     chunk_size: int | None = None,
 ) -> Tensor:
-    """Unbiased estimate of the forward KL(p‖q) from importance-sampled teacher tokens (Sparse Logit Sampling).
+    """Unbiased estimate of KL(p‖q) from importance-sampled teacher tokens (Sparse Logit Sampling).
 
     Per position Σ_j w_j (log p(x_j) − log q(x_j)) with q the student's full softmax at ``temperature``; its
     expectation over the draws is the exact KL(p‖q) and its gradient the exact gradient. Build the teacher
@@ -169,7 +169,10 @@ def head_divergence(
                          "(V, H) with the same H; flatten positions and select the ones to distil first")
     spec = _spec(kind, temperature, beta, alpha)
     n, vocab = hidden.shape[0], weight.shape[0]
-    keep = torch.ones(n, dtype=torch.bool, device=hidden.device) if mask is None else as_mask(mask, hidden.shape[:1])
+    if mask is None:
+        keep = torch.ones(n, dtype=torch.bool, device=hidden.device)
+    else:
+        keep = as_mask(mask, hidden.shape[:1])
     chunks = _teacher_chunks(teacher, (n,), vocab)
 
     def head_loss(start: int, end: int, sel: Tensor, logits: Tensor) -> Tensor:
