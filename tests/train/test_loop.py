@@ -140,6 +140,12 @@ def test_schedule_warms_up_and_decays():
     assert lr_factor(5, 10, 0, "constant") == 1.0
 
 
+def test_one_process_can_train_at_different_precisions():
+    for precision in ("bf16", "no"):
+        result = train(tiny_llama(), SFT(), random_examples(8), _config(steps=1, mixed_precision=precision))
+        assert result.steps == 1 and result.metrics["loss"] > 0
+
+
 def test_config_needs_a_length():
     with pytest.raises(ValueError, match="steps or epochs"):
         LoopConfig()

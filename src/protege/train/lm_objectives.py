@@ -133,7 +133,10 @@ class LogitKD(_KD):
 
     def _teacher(self, batch: dict[str, Tensor]) -> ProjectedTeacher:
         with torch.no_grad():
-            hidden = completion_states(self.teacher, batch)
+            # The bare decoder: no per-layer hidden states kept, no logits.
+            out = self.teacher.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                          use_cache=False)
+            hidden = out.last_hidden_state[batch["loss_mask"]]
             weight, bias = output_head(self.teacher)
         return ProjectedTeacher(hidden, weight, bias)
 

@@ -167,6 +167,19 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
+def _forget_other_precision(mixed_precision: str) -> None:
+    """Let one process train models at different precisions, one after the other.
+
+    Accelerate keeps the precision in process-wide state and refuses a second ``Accelerator`` with another one;
+    the distributed set-up lives apart (``PartialState``) and is kept.
+    """
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def _to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
@@ -250,6 +263,7 @@ def train(
     if config.lora is not None:
         model = apply_lora(model, config.lora)
     tracking = run is not None and config.tracker is not None
+    _forget_other_precision(config.mixed_precision)
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         log_with=config.tracker if tracking else None,
