@@ -229,3 +229,24 @@ def test_chunked_head_saves_no_logits_for_backward() -> None:
     largest_chunked, _ = saved_bytes(8)
     assert largest_plain >= logits_bytes
     assert largest_chunked <= 8 * 512 * 8
+
+
+@pytest.mark.parametrize("kind", ["forward_kl", "jsd"])
+def test_head_divergence_under_bfloat16_autocast_matches_the_plain_form(kind: str) -> None:
+    hidden, weight, bias, t_hidden, t_weight, mask = head_inputs(9, n=40, h=16, vocab=50)
+    hidden, weight, bias = hidden.float(), weight.float(), bias.float()
+    teacher = (t_hidden @ t_weight.T).float()
+
+    def run(chunk_size):
+        leaves = [x.clone().requires_grad_() for x in (hidden, weight, bias)]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            value = head_divergence(*leaves[:2], teacher, mask, bias=leaves[2], kind=kind, chunk_size=chunk_size)
+        value.backward()
+        return value.detach(), [x.grad for x in leaves]
+
+    expected, g_expected = run(None)
+    got, g_got = run(16)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)  # same bf16 logits, float32 divergence
+    for a, e in zip(g_got, g_expected):
+        assert a.dtype == e.dtype == torch.float32
+        assert (a - e).norm() <= 2e-2 * e.norm()  # bf16 rounding of the head's backward matmuls differs

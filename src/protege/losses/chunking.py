@@ -80,12 +80,15 @@ class _ChunkedHead(torch.autograd.Function):
             if not loss.requires_grad or h.shape[0] == 0:
                 continue
             (d_logits,) = torch.autograd.grad(loss, logits)
-            if grad_hidden is not None:
-                grad_hidden[start:end][sel] = d_logits @ weight
-            if grad_weight is not None:
-                grad_weight.addmm_(d_logits.T, h)
-            if grad_bias is not None:
-                grad_bias += d_logits.sum(0)
+            # Under autocast the logits (and so d_logits) may be half precision while the buffers follow the
+            # inputs; accumulate in the buffers' dtype, outside autocast so it cannot downcast again.
+            with torch.autocast(hidden.device.type, enabled=False):
+                if grad_hidden is not None:
+                    grad_hidden[start:end][sel] = (d_logits.to(weight.dtype) @ weight).to(hidden.dtype)
+                if grad_weight is not None:
+                    grad_weight.addmm_(d_logits.T.to(weight.dtype), h.to(weight.dtype))
+                if grad_bias is not None:
+                    grad_bias += d_logits.sum(0).to(bias.dtype)
         ctx.grads = (grad_hidden, grad_weight, grad_bias)
         return total.to(_result_dtype(hidden))
 
