@@ -78,6 +78,11 @@ def compare(
     return out
 
 
+def times(ratio: float) -> str:
+    """A speed ratio for people: 40x, 3.5x."""
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
@@ -134,5 +139,5 @@ def headline(result: Mapping[str, Any]) -> str:
         parts.append(f"student keeps {100 * kept:.0f} % of the teacher's macro-F1")
     speed = result.get("speed")
     if speed:
-        parts.append(f"student is {speed['speedup_throughput']:.0f}x faster than the teacher")
+        parts.append(f"student is {times(speed['speedup_throughput'])} faster than the teacher")
     return "; ".join(parts) + " (accuracy on gold test data)."

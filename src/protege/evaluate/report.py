@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from protege.evaluate.compare import times
 from protege.run import Run
 from protege.section import Section
 
@@ -124,7 +125,7 @@ def speed_plot(result: Mapping[str, Any]) -> bytes | None:
     right.bar(names, [speed[n]["latency_ms"] for n in names], color=colours)
     right.set_yscale("log")
     right.set_ylabel("ms per example (alone)")
-    fig.suptitle(f"student is {speed['speedup_throughput']:.0f}x faster (throughput), same machine")
+    fig.suptitle(f"student is {times(speed['speedup_throughput'])} faster (throughput), same machine")
     fig.tight_layout()
     return _figure_png(fig)
 
@@ -165,7 +166,7 @@ def fact_rows(result: Mapping[str, Any]) -> list[list[str]]:
         for who in ("teacher", "student"):
             rows.append([f"{who} throughput / latency",
                          f"{speed[who]['throughput']:.1f} ex/s / {speed[who]['latency_ms']:.1f} ms"])
-        rows.append(["student speed-up (throughput)", f"{speed['speedup_throughput']:.1f}x"])
+        rows.append(["student speed-up (throughput)", times(speed["speedup_throughput"])])
     for key, value in (result.get("training") or {}).items():
         rows.append([key.replace("_", " "), str(value)])
     return rows
