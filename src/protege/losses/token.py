@@ -1,12 +1,13 @@
 """Token-level distillation losses: one divergence per position, reduced over unmasked positions.
 
-All three entry points share one path: flatten positions, walk them in chunks (or in one piece when
+Every entry point shares one path: flatten positions, walk them in chunks (or in one piece when
 ``chunk_size`` is None), keep the unmasked rows, hand each chunk to :func:`row_divergence`, and divide the sum
 by the global token count (see :mod:`protege.losses.reduction`). The teacher never receives a gradient.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -19,9 +20,7 @@ from protege.losses.teachers import SampledTeacher, Teacher, TopKTeacher, row_di
 
 
 def _teacher_chunks(teacher: Teacher, positions: tuple[int, ...], vocab: int) -> Callable[[int, int], object]:
-    n = 1
-    for size in positions:
-        n *= size
+    n = math.prod(positions)
     if isinstance(teacher, Tensor):
         if teacher.shape != (*positions, vocab):
             raise ValueError(
