@@ -50,6 +50,25 @@ def test_lm_stages_train_both_students_and_report(tmp_path, teacher_dir):
     assert (run.artifacts / "report.html").exists()
 
 
+@pytest.mark.parametrize("variant", ["cached_kd", "on_policy_kd"])
+def test_cached_and_on_policy_students(tmp_path, teacher_dir, variant):
+    recipe = _recipe(tmp_path, teacher_dir, compare_sft=False,
+                     loop={"steps": 2, "micro_batch_size": 4, "lr": 1e-3, "tracker": None, "eval_every": 1,
+                           "log_every": 1},
+                     **({"objective": "cached_kd"} if variant == "cached_kd" else
+                        {"on_policy": {"fraction": 1.0, "max_new_tokens": 4}}))
+    recipe.evaluate_lm = None
+    if variant == "cached_kd":
+        recipe.cache_logits = parse_recipe({"name": "x", "run_dir": ".", "cache_logits": {"k": 8}}).cache_logits
+    run = run_recipe(recipe)
+    index = json.loads((run.artifacts / "train_lm.json").read_text())["students"]
+    assert list(index) == [variant]
+    evaluations = index[variant]["evaluations"]
+    assert [e["step"] for e in evaluations] == [1, 2] and all(e["kl"] > 0 for e in evaluations)
+    lines = (run.artifacts / "metrics" / f"{variant}.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and all(json.loads(x)["kd"] > 0 for x in lines)
+
+
 def test_on_policy_needs_logit_kd(tmp_path, teacher_dir):
     with pytest.raises(RecipeError, match="on-policy KD needs objective: logit_kd"):
         _recipe(tmp_path, teacher_dir, objective="sft", on_policy={"fraction": 0.5})

@@ -106,7 +106,7 @@ def test_metrics_and_tensorboard_are_written(tmp_path):
     assert [r["step"] for r in lines] == [1, 2, 3, 4]
     assert lines[-1]["loss"] < lines[0]["loss"]
     assert all(r["ce"] == pytest.approx(r["loss"]) for r in lines)
-    evals = [json.loads(x) for x in (run.artifacts / "metrics" / "eval.jsonl").read_text().splitlines()]
+    evals = [json.loads(x) for x in (run.artifacts / "metrics" / "train-eval.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evals] == [2, 4] and evaluations == [False, False]
     assert list((run.artifacts / "tensorboard").rglob("events.out.tfevents*"))
 

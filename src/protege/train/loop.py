@@ -225,14 +225,17 @@ class _Improvement:
 
 
 class _MetricsLog:
-    """Training and evaluation metrics as JSON lines under artifacts/metrics/, on the main process only."""
+    """Metrics as JSON lines, ``artifacts/metrics/<name>.jsonl`` (training) and ``<name>-eval.jsonl``, written by
+    the main process only."""
 
-    def __init__(self, run: Optional[Run], enabled: bool):
-        self.folder = run.artifact("metrics", "train.jsonl").parent if run is not None and enabled else None
+    def __init__(self, run: Optional[Run], name: str, enabled: bool):
+        self.folder = run.artifact("metrics", "x").parent if run is not None and enabled else None
+        self.name = name
 
-    def write(self, name: str, record: dict) -> None:
+    def write(self, kind: str, record: dict) -> None:
         if self.folder is not None:
-            with open(self.folder / f"{name}.jsonl", "a") as fh:
+            suffix = "" if kind == "train" else f"-{kind}"
+            with open(self.folder / f"{self.name}{suffix}.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
 
 
@@ -251,8 +254,8 @@ def train(
 ) -> TrainResult:
     """Train ``model`` on ``source`` by minimising ``objective``; returns the trained (unwrapped) model.
 
-    ``run`` receives checkpoints (``artifacts/checkpoints/<name>``), metrics and tracker logs; without it nothing
-    is written. ``evaluate(model) -> metrics`` runs every ``eval_every`` steps and at the end, on every process,
+    ``run`` receives checkpoints (``artifacts/checkpoints/<name>``), metrics (``artifacts/metrics/<name>.jsonl``)
+    and tracker logs (``artifacts/tensorboard/<name>``); without it nothing is written. ``evaluate(model) -> metrics`` runs every ``eval_every`` steps and at the end, on every process,
     with the model in eval mode and gradients off. ``name`` separates several trainings in one run.
     """
     from accelerate import Accelerator
@@ -279,7 +282,7 @@ def train(
     if tracking:
         accelerator.init_trackers(name, config={k: v for k, v in config.model_dump().items()
                                                 if isinstance(v, (int, float, str, bool))})
-    log = _MetricsLog(run, main)
+    log = _MetricsLog(run, name, main)
     improvement = _Improvement(config.early_stopping)
     ckpt_root = run.artifact("checkpoints", name, "x").parent if run is not None else None
 
