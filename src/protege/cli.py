@@ -111,6 +111,31 @@ def inspect(run_dir: Path = typer.Argument(..., help="A run directory.")) -> Non
 
 
 @app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory whose evaluate stage has finished."),
+    no_open: bool = typer.Option(False, "--no-open", help="Only print the report's path; do not open a browser."),
+    rerender: bool = typer.Option(False, "--rerender", help="Render again even if the report exists."),
+) -> None:
+    """Render the run's HTML report if missing, print its path, and open it when attached to a terminal."""
+    from protege.evaluate.report import write_report
+    from protege.run import Run
+
+    try:
+        r = Run.open_existing(run_dir)
+        page = r.artifacts / "report.html"
+        if rerender or not page.exists():
+            page = write_report(r)
+    except FileNotFoundError as err:
+        console.error(str(err))
+        raise typer.Exit(2) from None
+    print(page)
+    if not no_open and sys.stdout.isatty():
+        import webbrowser
+
+        webbrowser.open(page.resolve().as_uri())
+
+
+@app.command()
 def doctor(
     teacher: Optional[str] = typer.Option(None, help="Teacher model (name, path or hub id) to check against --student."),
     student: Optional[str] = typer.Option(None, help="Student model whose tokenizer must match the teacher's."),

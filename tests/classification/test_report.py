@@ -69,3 +69,17 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[0] >= 1000 and pixels[..., :3].std() > 0.05  # not a blank page
+
+
+def test_cli_report_renders_a_missing_report_and_prints_its_path(tmp_path):
+    from typer.testing import CliRunner
+
+    from protege.cli import app
+
+    run = Run(tmp_path / "run")
+    run.write_json("metrics.json", synthetic_result())
+    result = CliRunner().invoke(app, ["report", str(run.path), "--no-open"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith("report.html") and (run.artifacts / "report.html").exists()
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2
