@@ -180,6 +180,16 @@ def _forget_other_precision(mixed_precision: str) -> None:
         AcceleratorState._reset_state(reset_partial_state=False)
 
 
+def _adamw(model: torch.nn.Module, config: LoopConfig) -> torch.optim.AdamW:
+    groups = _param_groups(model, config.weight_decay)
+    params = [p for g in groups for p in g["params"]]
+    # The fused kernel updates in place: the multi-tensor default allocates temporaries the size of the
+    # optimizer state (~0.3 GB more peak memory for an 80M-parameter student).
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.bfloat16, torch.float16)
+                for p in params)
+    return torch.optim.AdamW(groups, lr=config.lr, fused=fused or None)
+
+
 def _to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
@@ -274,7 +284,7 @@ def train(
     )
     world, main = accelerator.num_processes, accelerator.is_main_process
     steps = total_steps(config, len(source), world)
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+    optimizer = _adamw(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, steps, config.warmup_steps, config.schedule))
     model, optimizer = accelerator.prepare(model, optimizer)
