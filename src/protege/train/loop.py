@@ -56,7 +56,10 @@ class Objective(Protocol):
         """How many loss terms (completion tokens, examples, …) this micro-batch contributes."""
 
     def __call__(self, model: Any, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        """The sum of this micro-batch's loss terms, and metrics that are sums over the same terms."""
+        """The sum of this micro-batch's loss terms, and metrics that are sums over the same terms.
+
+        Return the same metric names on every call: they are summed across processes by position.
+        """
 
 
 class EarlyStopping(Section):
@@ -265,8 +268,9 @@ def train(
     """Train ``model`` on ``source`` by minimising ``objective``; returns the trained (unwrapped) model.
 
     ``run`` receives checkpoints (``artifacts/checkpoints/<name>``), metrics (``artifacts/metrics/<name>.jsonl``)
-    and tracker logs (``artifacts/tensorboard/<name>``); without it nothing is written. ``evaluate(model) -> metrics`` runs every ``eval_every`` steps and at the end, on every process,
-    with the model in eval mode and gradients off. ``name`` separates several trainings in one run.
+    and tracker logs (``artifacts/tensorboard/<name>``); without it nothing is written.
+    ``evaluate(model) -> metrics`` runs every ``eval_every`` steps and at the end, on every process, with the
+    model in eval mode and gradients off. ``name`` separates several trainings in one run.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
