@@ -29,7 +29,8 @@ def _completion_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tens
 
 
 @torch.no_grad()
-def response_fit(student: Any, teacher: Optional[Any], examples: LMExamples, *, batch_size: int = 8) -> dict[str, float]:
+def response_fit(student: Any, teacher: Optional[Any], examples: LMExamples, *,
+                 batch_size: int = 8) -> dict[str, float]:
     """Per-token NLL of the student on the responses, and (with a teacher) KL to it and top-1 agreement."""
     if len(examples) == 0:
         raise ValueError("response_fit needs at least one held-out example")
@@ -40,7 +41,8 @@ def response_fit(student: Any, teacher: Optional[Any], examples: LMExamples, *, 
     device = next(student.parameters()).device
     try:
         for start in range(0, len(examples), batch_size):
-            batch = {k: v.to(device) for k, v in examples.batch(range(start, min(start + batch_size, len(examples)))).items()}
+            indices = range(start, min(start + batch_size, len(examples)))
+            batch = {k: v.to(device) for k, v in examples.batch(indices).items()}
             s = _completion_logits(student, batch)
             nll += float(torch.nn.functional.cross_entropy(s, next_tokens(batch), reduction="sum"))
             tokens += s.shape[0]
@@ -79,5 +81,6 @@ def generation_eval(model: Any, tokenizer: Any, prompts: Sequence[str], *, golds
         "texts": [a.text for a in answers],
     }
     if golds is not None:
-        out["task_accuracy"] = sum(number_match(a.text, g) for a, g in zip(answers, golds, strict=True)) / max(len(answers), 1)
+        right = sum(number_match(a.text, g) for a, g in zip(answers, golds, strict=True))
+        out["task_accuracy"] = right / max(len(answers), 1)
     return out

@@ -70,7 +70,8 @@ def load_teacher(ctx: "StageContext", dtype: str) -> tuple[Any, Any]:
 
     teacher = ctx.recipe.teacher
     if teacher is None:
-        raise ValueError("train_lm needs the teacher's weights for logit KD and held-out KL: add a 'teacher:' section")
+        raise ValueError("train_lm needs the teacher's weights for logit KD and held-out KL: add a 'teacher:' "
+                         "section")
     if teacher.backend == "openai":
         raise ValueError(f"teacher.backend is openai: its full next-token distributions are not available in this "
                          f"process; use objective: cached_kd (after cache_logits with an hf teacher) or sft")
@@ -78,6 +79,10 @@ def load_teacher(ctx: "StageContext", dtype: str) -> tuple[Any, Any]:
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval(), tokenizer
+
+
+def _vocab(model: Any) -> int:
+    return model.get_output_embeddings().weight.shape[0]
 
 
 def _pairs(frame) -> tuple[list[str], list[str]]:
@@ -119,8 +124,7 @@ def train_variant(ctx: "StageContext", name: str, teacher: Optional[tuple[Any, A
         raise ValueError(f"no response is in the splits {cfg.splits}; the responses table has splits "
                          f"{sorted(responses['split'].unique())}")
     if name != "sft" and teacher is not None:
-        check_token_kd(teacher[1], tokenizer, teacher_logit_width=teacher[0].get_output_embeddings().weight.shape[0],
-                       student_logit_width=student.get_output_embeddings().weight.shape[0])
+        check_token_kd(teacher[1], tokenizer, teacher_logit_width=_vocab(teacher[0]), student_logit_width=_vocab(student))
     examples = LMExamples.from_pairs(tokenizer, *_pairs(train_rows), max_length=cfg.max_length)
 
     if name == "sft":
@@ -131,7 +135,7 @@ def train_variant(ctx: "StageContext", name: str, teacher: Optional[tuple[Any, A
         from protege.train.cached_source import CachedTeacherSource
 
         objective = CachedKD(cfg.distill)
-        source = CachedTeacherSource.open(cache_dir(ctx.run), tokenizer, student.get_output_embeddings().weight.shape[0],
+        source = CachedTeacherSource.open(cache_dir(ctx.run), tokenizer, _vocab(student),
                                           temperature=cfg.distill.temperature)
     else:
         objective = LogitKD(teacher[0], cfg.distill)

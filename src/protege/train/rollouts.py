@@ -51,7 +51,8 @@ class OnPolicySource:
             return {**self.examples.batch(indices), "on_policy": torch.tensor(0.0)}
         prompts = [self.examples.prompt(i) for i in indices]
         completions = self.rollout(prompts)
-        out = collate([p + c for p, c in zip(prompts, completions)], [len(p) for p in prompts], self.examples.pad_id)
+        sequences = [p + c for p, c in zip(prompts, completions)]
+        out = collate(sequences, [len(p) for p in prompts], self.examples.pad_id)
         return {**out, "on_policy": torch.tensor(1.0)}
 
     @torch.no_grad()
@@ -71,8 +72,10 @@ class OnPolicySource:
             sample = cfg.temperature > 0
             out = model.generate(
                 input_ids=ids.to(device), attention_mask=attention.to(device), max_new_tokens=cfg.max_new_tokens,
-                do_sample=sample, temperature=cfg.temperature if sample else None, top_p=cfg.top_p if sample else None,
-                top_k=None, eos_token_id=self.eos_id, pad_token_id=pad, use_cache=True,
+                do_sample=sample, temperature=cfg.temperature if sample else None,
+                top_p=cfg.top_p if sample else None, top_k=0 if sample else None,  # no top-50 default filter
+                eos_token_id=self.eos_id, pad_token_id=pad,
+                use_cache=True,
             )
         finally:
             model.train(was_training)
