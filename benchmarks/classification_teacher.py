@@ -4,7 +4,7 @@ For one dataset, runs the recipe stages data -> [prepare_teacher] -> annotate wi
 and two prompt templates, then prints the accuracy / macro-F1 of every variant on gold dev and test texts
 (from ``artifacts/annotate.json``) and the annotation wall time per 100 texts.
 
-    python benchmarks/classification_teacher.py --dataset drug-reviews [--prepared] [--test 120]
+    python benchmarks/classification_teacher.py --dataset drug-reviews [--prepared --bf16] [--test 60]
 
 Results go to ``benchmarks/results/classification_teacher-<dataset>[-prepared].json``.
 """
@@ -41,14 +41,15 @@ def recipe(dataset: str, run_dir: Path, args: argparse.Namespace) -> dict:
             "labels": labels,
             "verbalizers": {label: WORDS.get(label, [label, label.capitalize()]) for label in labels},
             "instruction": f"Classify the {SUBJECT[dataset]} as one of: {{labels}}. Answer with one word.",
-            "templates": ["{instruction}\n\nText: {text}", "{text}\n\n{instruction}"],
+            "templates": ["{instruction}\n\nText: {text}", "{text}\n\n{instruction}"][: args.templates],
         },
         "data": {"source": dataset, "seed_size": args.seed_size, "dev_size": args.dev, "test_size": args.test,
                  "pool_size": args.pool, "max_chars": args.max_chars},
         "annotate": {"tables": ["pool", "dev", "test"], "chunk_size": 16},
     }
     if args.prepared:
-        out["prepare_teacher"] = {"epochs": args.epochs, "max_length": 160, "bf16": args.bf16}
+        out["prepare_teacher"] = {"epochs": args.epochs, "max_length": 160, "bf16": args.bf16,
+                                  "last_layers": args.last_layers}
     return out
 
 
@@ -57,14 +58,16 @@ def main() -> None:
     parser.add_argument("--dataset", choices=sorted(LABELS), required=True)
     parser.add_argument("--prepared", action="store_true", help="LoRA-prepare the teacher on the seed set first")
     parser.add_argument("--seed-size", type=int, default=100)
-    parser.add_argument("--dev", type=int, default=60)
-    parser.add_argument("--test", type=int, default=120)
-    parser.add_argument("--pool", type=int, default=120)
-    parser.add_argument("--max-chars", type=int, default=400)
+    parser.add_argument("--dev", type=int, default=30)
+    parser.add_argument("--test", type=int, default=60)
+    parser.add_argument("--pool", type=int, default=60)
+    parser.add_argument("--max-chars", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--templates", type=int, choices=(1, 2), default=2, help="prompt templates (2 = ensemble)")
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--last-layers", type=int, default=None, help="adapt only the last N layers")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids thrashing a shared CPU)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--runs", type=Path, default=Path("/tmp/protege-teacher-bench"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -77,7 +80,7 @@ def main() -> None:
     data = run.read_json("data.json")
     result = {
         "dataset": args.dataset, "prepared": args.prepared, "sizes": {k: data[k] for k in ("pool", "seed", "dev", "test")},
-        "test_majority": data.get("test_majority"), "max_chars": args.max_chars,
+        "test_majority": data.get("test_majority"), "max_chars": args.max_chars, "templates": args.templates,
         "chosen": report["calibration"], "variants": report["variants"], "timing": report["timing"],
         "wall_seconds": round(time.perf_counter() - began, 1),
     }
@@ -91,7 +94,7 @@ def main() -> None:
         test = scores.get("test", {})
         print(f"  {variant:<22} test acc {test.get('accuracy', float('nan')):.1%} "
               f"macro-F1 {test.get('macro_f1', float('nan')):.2f} one-label share {test.get('largest_class_share')}")
-    print(f"  {report['timing']['seconds_per_100_texts']} s per 100 texts (2 templates); wrote {out}")
+    print(f"  {report['timing']['seconds_per_100_texts']} s per 100 texts ({args.templates} templates); wrote {out}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,16 @@ def test_annotation_uses_the_prepared_weights_under_a_new_model_id(tmp_path, tea
     assert new_scores[0] - new_scores[1] > base_scores[0] - base_scores[1] + 0.5  # leans to the gold label now
 
 
+def test_last_layers_limits_the_adapters(tmp_path, teacher):
+    cfg = PrepareTeacherConfig(epochs=1, batch_size=6, last_layers=1)
+    train_adapter(teacher, TASK, TEXTS, GOLD, cfg, tmp_path / ADAPTER, seed=0)
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / ADAPTER / "adapter_model.safetensors"), "pt") as fh:
+        layers = {name.split("layers.")[1].split(".")[0] for name in fh.keys()}
+    assert layers == {"1"}  # the tiny llama has layers 0 and 1
+
+
 def test_labels_sharing_a_first_token_are_refused(teacher):
     task = ClassificationTask(labels=["a", "b"], verbalizers={"a": ["good film"], "b": ["good"]})
     with pytest.raises(ValueError, match="same token"):

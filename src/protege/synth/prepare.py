@@ -20,7 +20,7 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import Field
 
@@ -49,6 +49,10 @@ class PrepareTeacherConfig(Section):
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         description="Names of the linear layers that get adapters (llama-style names by default).",
+    )
+    last_layers: Optional[int] = Field(
+        None, ge=1, description="Adapt only the last N decoder layers; gradients then stop there, which makes a "
+        "step several times cheaper on a CPU. All layers if unset.",
     )
     max_length: int = Field(
         256, ge=16, description="Prompt tokens per training example; longer texts are shortened to fit."
@@ -124,8 +128,12 @@ def train_adapter(
                 for text, label in zip(texts, labels) for t in range(len(task.templates))]
     torch.manual_seed(seed)
     order_rng = random.Random(seed)
+    layers = None
+    if cfg.last_layers is not None:
+        depth = teacher.model.config.num_hidden_layers
+        layers = list(range(max(depth - cfg.last_layers, 0), depth))
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+                      target_modules=cfg.target_modules, layers_to_transform=layers, task_type="CAUSAL_LM")
     model = get_peft_model(teacher.model, lora)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
