@@ -51,8 +51,8 @@ class PrepareTeacherConfig(Section):
         description="Names of the linear layers that get adapters (llama-style names by default).",
     )
     last_layers: Optional[int] = Field(
-        None, ge=1, description="Adapt only the last N decoder layers; gradients then stop there, which makes a "
-        "step several times cheaper on a CPU. All layers if unset.",
+        None, ge=1, description="Adapt only the last N decoder layers; the backward pass then stops there (with "
+        "a third of the layers a step costs about half as much). All layers if unset.",
     )
     max_length: int = Field(
         256, ge=16, description="Prompt tokens per training example; longer texts are shortened to fit."
