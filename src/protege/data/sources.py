@@ -20,13 +20,13 @@ HF_PREFIX = "hf:"
 
 def describe_sources() -> str:
     return (
-        f"a packaged dataset ({', '.join(PACKAGED)}), a file ({', '.join(SUFFIXES)}), or {HF_PREFIX}<hub id or "
-        "folder> for the datasets library"
+        f"a packaged dataset ({', '.join(PACKAGED)}), a file ({', '.join(SUFFIXES)}), or "
+        f"{HF_PREFIX}<hub id or folder> for the datasets library"
     )
 
 
 def map_columns(rows: pd.DataFrame, text_column: str, label_column: str | None, where: str) -> pd.DataFrame:
-    """Keep the text and label columns under the names ``text`` and ``label``; say which columns exist if not."""
+    """The text and label columns, renamed ``text`` and ``label``; a missing column is an error."""
     if text_column not in rows.columns:
         raise ValueError(
             f"{where}: no text column {text_column!r}; its columns are {list(rows.columns)}. "
@@ -38,7 +38,8 @@ def map_columns(rows: pd.DataFrame, text_column: str, label_column: str | None, 
             f"{where}: no label column {label_column!r}; its columns are {list(rows.columns)}. "
             "Set data.label_column, or leave it unset for unlabelled texts."
         )
-    labels = rows[label_column] if has_label else pd.Series([None] * len(rows), index=rows.index, dtype=object)
+    unknown = pd.Series([None] * len(rows), index=rows.index, dtype=object)
+    labels = rows[label_column] if has_label else unknown
     return pd.DataFrame({"text": rows[text_column].astype(str), "label": labels.to_numpy()})
 
 

@@ -1,4 +1,4 @@
-"""The ``load`` stage (recipe section ``data``): read the source and write tables ``pool``, ``seed``, ``dev``, ``test``.
+"""The data stage (section ``data``): read the source, write tables ``pool``, ``seed``, ``dev`` and ``test``.
 
 Every row has ``text``, ``gold`` (the gold label name, None when unknown) and ``gold_index`` (position in
 ``task.labels``, -1 when unknown), plus provenance. ``pool`` holds the unlabelled texts the teacher annotates;
@@ -30,12 +30,12 @@ class DataConfig(Section):
     """Where the texts come from and how they are split."""
 
     source: str = Field(
-        description="A packaged dataset (drug-reviews, bbc-news, sst2), a .csv/.tsv/.jsonl/.json/.parquet file, "
-        "or hf:<hub id or local folder> read by the datasets library."
+        description="A packaged dataset (drug-reviews, bbc-news, sst2), a .csv/.tsv/.jsonl/.json/.parquet "
+        "file, or hf:<hub id or local folder> read by the datasets library."
     )
     test_source: Optional[str] = Field(
-        None, description="A separate file (or hf:...) holding the test texts; otherwise the source's own test "
-        "split, or test_fraction of its texts."
+        None, description="A separate file (or hf:...) holding the test texts; otherwise the source's own "
+        "test split, or test_fraction of its texts."
     )
     data_dir: Optional[Path] = Field(
         None, description="sst2: folder holding train.tsv and dev.tsv (default $PROTEGE_SST2_DIR or "
@@ -46,7 +46,9 @@ class DataConfig(Section):
         "label", description="Column holding the gold labels (names, or positions in task.labels); a source "
         "without it is unlabelled."
     )
-    pool_size: Optional[int] = Field(None, ge=1, description="Unlabelled texts to keep for the teacher; all if unset.")
+    pool_size: Optional[int] = Field(
+        None, ge=1, description="Unlabelled texts to keep for the teacher; all if unset."
+    )
     seed_size: int = Field(0, ge=0, description="Gold-labelled training examples (stratified); 0 for none.")
     dev_size: int = Field(200, ge=0, description="Gold-labelled development examples (stratified).")
     test_size: Optional[int] = Field(500, ge=1, description="Gold test examples (stratified); all if unset.")
@@ -54,7 +56,9 @@ class DataConfig(Section):
         0.2, gt=0, lt=1, description="Share held out as test when the source has no test split."
     )
     seed: Optional[int] = Field(None, description="Seed for the splits; the recipe's seed if unset.")
-    max_chars: int = Field(1000, ge=16, description="Texts are cut to this many characters (teacher cost grows with it).")
+    max_chars: int = Field(
+        1000, ge=16, description="Texts are cut to this many characters (teacher cost grows with it)."
+    )
 
 
 def gold_names(task: "ClassificationTask", labels: list, where: str) -> list[str | None]:
@@ -81,12 +85,15 @@ def run(ctx: "StageContext") -> dict:
         cfg.source, text_column=cfg.text_column, label_column=cfg.label_column, test_source=cfg.test_source,
         data_dir=cfg.data_dir,
     )
-    hint = f" (for {cfg.source}: task.labels {list(PACKAGED[cfg.source].labels)})" if cfg.source in PACKAGED else ""
+    known = PACKAGED.get(cfg.source)
+    hint = f" (for {cfg.source}: task.labels {list(known.labels)})" if known else ""
     for name, frame in splits.items():  # map gold labels first: a wrong label set fails before any work
-        splits[name] = frame.assign(label=gold_names(task, frame["label"].tolist(), f"{cfg.source} [{name}]{hint}"))
+        names = gold_names(task, frame["label"].tolist(), f"{cfg.source} [{name}]{hint}")
+        splits[name] = frame.assign(label=names)
     sizes = SplitSizes(seed=cfg.seed_size, dev=cfg.dev_size, test=cfg.test_size, pool=cfg.pool_size,
                        test_fraction=cfg.test_fraction)
-    tables = split(splits, sizes, seed=ctx.recipe.seed if cfg.seed is None else cfg.seed, max_chars=cfg.max_chars)
+    seed = ctx.recipe.seed if cfg.seed is None else cfg.seed
+    tables = split(splits, sizes, seed=seed, max_chars=cfg.max_chars)
     summary: dict = {}
     for name in TABLES:
         frame = tables[name]
@@ -105,8 +112,8 @@ def run(ctx: "StageContext") -> dict:
         majority = max(summary["test_labels"].values()) / summary["test"]
         summary["test_majority"] = round(majority, 4)
         console.info(
-            f"data: pool {summary['pool']}, seed {summary['seed']}, dev {summary['dev']}, test {summary['test']} "
-            f"(majority class {majority:.1%} of test)"
+            f"data: pool {summary['pool']}, seed {summary['seed']}, dev {summary['dev']}, "
+            f"test {summary['test']} (majority class {majority:.1%} of test)"
         )
     ctx.run.write_json("data.json", summary)
     return summary

@@ -2,8 +2,8 @@
 
 A teacher classifies by scoring: for a text, each prompt template is rendered once and every verbalizer (the
 word or words whose log-probability stands for a label) is scored as the continuation of that prompt. A label
-with several verbalizers gets the log of their summed probabilities. Rendering is pure, so the same text always
-gives the same prompt, and the ledger recognises it.
+with several verbalizers gets the log of their summed probabilities. Rendering is pure, so the same text
+always gives the same prompt, and the ledger recognises it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ class ClassificationTask(Section):
     """What to classify into and how to ask the teacher."""
 
     kind: Literal["classification"] = Field("classification", description="The task kind.")
-    labels: list[str] = Field(min_length=2, description="Label names, in the order that defines label indices.")
+    labels: list[str] = Field(
+        min_length=2, description="Label names, in the order that defines label indices."
+    )
     verbalizers: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Words scored for each label, e.g. {positive: [great, good]}; a label left out is "
@@ -125,7 +127,8 @@ def render(task: ClassificationTask, text: str, template: int = 0) -> Prompt:
             messages.append({"role": "assistant", "content": task.words(example.label)[0]})
         messages.append({"role": "user", "content": _body(task, form, text)})
         return messages
-    blocks = [f"{_body(task, form, ex.text)}\n{task.answer_prefix} {task.words(ex.label)[0]}" for ex in task.few_shot]
+    blocks = [f"{_body(task, form, ex.text)}\n{task.answer_prefix} {task.words(ex.label)[0]}"
+              for ex in task.few_shot]
     blocks.append(f"{_body(task, form, text)}\n{task.answer_prefix}")
     return "\n\n".join(blocks)
 
@@ -154,8 +157,8 @@ def label_indices(task: ClassificationTask, values: Sequence[object], *, where: 
     if unknown:
         listed = ", ".join(f"{v} ({n}x)" for v, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:10])
         raise ValueError(
-            f"{where}: gold labels not in task.labels {task.labels}: {listed}. Add them to task.labels, or map "
-            f"the column's values onto the labels (integers are read as positions in task.labels)."
+            f"{where}: gold labels not in task.labels {task.labels}: {listed}. Add them to task.labels, or "
+            f"map the column's values onto the labels (integers are read as positions in task.labels)."
         )
     return out
 
