@@ -25,6 +25,7 @@ STAGES: dict[str, str] = {
     "data": "protege.data.stage:run",
     "prepare_teacher": "protege.synth.prepare:run",
     "annotate": "protege.synth.annotate:run",
+    "first_student": "protege.train.first_student:run",
     "select": "protege.select.stage:run",
     "train": "protege.train.classifier_stage:run",
     "augment": "protege.synth.augment:run",

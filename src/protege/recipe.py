@@ -29,6 +29,7 @@ from protege.synth.respond import RespondConfig
 from protege.tasks.classification import ClassificationTask
 from protege.train.cache_logits import CacheLogitsConfig
 from protege.train.classifier import ClassifierTrainConfig
+from protege.train.first_student import FirstStudentConfig
 from protege.train.lm_stage import TrainLMConfig
 
 __all__ = ["Recipe", "RecipeError", "Section", "dump_recipe", "load_recipe", "parse_recipe"]
@@ -48,6 +49,8 @@ class Recipe(Section):
         None, description="Fine-tune the teacher (LoRA) on the gold seed set before it annotates.")
     annotate: Optional[AnnotateConfig] = Field(
         None, description="The teacher's calibrated label distribution for every pool, dev and test text.")
+    first_student: Optional[FirstStudentConfig] = Field(
+        None, description="A quick student trained before selection; its pool probabilities drive select.strategy llkd.")
     select: Optional[SelectConfig] = Field(None, description="Which annotated texts the student learns from.")
     train: Optional[ClassifierTrainConfig] = Field(
         None, description="The student classifier trained on the teacher's labels (and the students it is compared with).")

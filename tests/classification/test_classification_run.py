@@ -1,4 +1,5 @@
-"""A whole classification run on synthetic data: data, annotate, select, train, augment, evaluate, report."""
+"""A whole classification run on synthetic data: data, annotate, first student, LLKD selection, train, augment,
+evaluate, report."""
 
 import json
 
@@ -27,7 +28,8 @@ def finished_run(tmp_path_factory):
         "task": {"labels": ["negative", "positive"]},
         "data": {"source": str(data), "seed_size": 24, "dev_size": 48, "test_size": 64, "pool_size": 240},
         "annotate": {"calibration": "none"},
-        "select": {"budget": 160, "strategy": "balanced"},
+        "first_student": {"examples": 80, "epochs": 2},
+        "select": {"budget": 160, "strategy": "llkd"},
         "train": {"student": str(encoder), "max_length": 16, "learning_curve": [0.5],
                   "loop": {"epochs": 4, "lr": 3e-3, "micro_batch_size": 16, "schedule": "constant", "eval_every": 10,
                            "tracker": None, "early_stopping": {"metric": "dev_accuracy", "mode": "max", "patience": 2}}},
@@ -57,8 +59,17 @@ def test_student_beats_majority_and_metrics_are_complete(finished_run):
     assert 0 <= m["agreement"] <= 1 and m["kept"]["macro_f1"] > 0.5
     assert m["speed"]["teacher"]["examples"] == 8 and m["speed"]["student"]["throughput"] > 0
     curve = sorted(m["learning_curve"], key=lambda p: p["examples"])
-    assert [p["examples"] for p in curve] == [80, 160]
+    augmented = run.read_json("augment.json")["kept_examples"]
+    assert [p["examples"] for p in curve] == [80, 160 + augmented]
     assert "student" in m["headline"] and "majority" in m["headline"]
+
+
+def test_llkd_selection_used_the_first_student(finished_run):
+    run, _ = finished_run
+    pool_probs = run.records.read("student_pool")
+    assert set(pool_probs["id"]) == set(run.records.read("pool")["id"])
+    selected = run.records.read("selected")
+    assert len(selected) == 160 and set(selected["strategy"]) == {"llkd"}
 
 
 def test_augmented_rows_name_their_dev_parent(finished_run):
