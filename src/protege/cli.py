@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 import yaml
 from rich.table import Table
 
 from protege import console
+
+if TYPE_CHECKING:
+    from protege.run import Run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distil large language models into small students.")
 
@@ -37,7 +40,7 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _run(recipe_path: Path, sets: list[str], force: list[str], only: list[str]) -> None:
+def _run(recipe_path: Path, sets: list[str], force: list[str], only: list[str]) -> "Run":
     from protege.pipeline import run_recipe
     from protege.recipe import RecipeError, load_recipe
 
@@ -48,6 +51,7 @@ def _run(recipe_path: Path, sets: list[str], force: list[str], only: list[str]) 
         raise typer.Exit(2) from None
     run = run_recipe(recipe, force=tuple(force), only=tuple(only))
     console.info(f"run directory: {run.path}")
+    return run
 
 
 @app.command()
@@ -66,8 +70,16 @@ def quickstart(
     run_dir: Optional[Path] = typer.Option(None, help="Where to write the run (default: the recipe's run_dir)."),
 ) -> None:
     """Distil the embedded teacher into the embedded student on a packaged dataset, offline."""
+    import time
+
     sets = [f"run_dir={run_dir.resolve()}"] if run_dir else []
-    _run(RECIPES / "quickstart.yaml", sets, [], [])
+    began = time.perf_counter()
+    run = _run(RECIPES / "quickstart.yaml", sets, [], [])
+    minutes = (time.perf_counter() - began) / 60
+    metrics = run.artifacts / "metrics.json"
+    if metrics.exists():
+        console.info(f"[bold]{run.read_json('metrics.json')['headline']}[/bold]")
+    console.info(f"quickstart took {minutes:.1f} minutes; the report: protege report {run.path}")
 
 
 @app.command()
