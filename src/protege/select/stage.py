@@ -1,9 +1,9 @@
-"""The ``select`` stage: keep at most ``budget`` annotated pool texts to train on, each with the reason it was kept.
+"""The ``select`` stage: keep at most ``budget`` annotated pool texts to train on, each with why it was kept.
 
 Reads the ``pool`` rows of ``annotated`` and writes the ``selected`` table (the annotated columns plus
-``reason``, ``selection_rank`` and ``strategy``) and ``artifacts/select.json``. The ``llkd`` strategy also needs
-a first-round student's label probabilities for the pool: a table (``student_table``) with columns ``id`` and
-``student_probs``, written by a training stage.
+``reason``, ``selection_rank`` and ``strategy``) and ``artifacts/select.json``. The ``llkd`` strategy also
+needs a first-round student's label probabilities for the pool: a table (``student_table``) with columns
+``id`` and ``student_probs``, written by a training stage.
 """
 
 from __future__ import annotations
@@ -28,17 +28,19 @@ class SelectConfig(Section):
     budget: int = Field(ge=1, description="Most texts to keep.")
     strategy: Literal["random", "confidence", "llkd", "balanced"] = Field(
         "balanced",
-        description="random; confidence (teacher surest first); llkd (teacher sure, first-round student unsure); "
-        "balanced (the most confident texts of each teacher label, at most budget/labels per label).",
+        description="random; confidence (teacher surest first); llkd (teacher sure, first-round student "
+        "unsure); balanced (the most confident texts of each teacher label, at most budget/labels each).",
     )
     min_confidence: float = Field(
         0.0, ge=0, le=1, description="Texts whose teacher confidence is below this are never kept."
     )
     llkd_min_teacher_confidence: Optional[float] = Field(
-        None, ge=0, le=1, description="llkd: teacher confidence a text needs; default: the median of its teacher label."
+        None, ge=0, le=1,
+        description="llkd: teacher confidence a text needs; default: the median of its teacher label.",
     )
     student_table: str = Field(
-        "student_pool", description="llkd: table with the first-round student's student_probs for each pool id."
+        "student_pool",
+        description="llkd: table with the first-round student's student_probs for each pool id.",
     )
 
 
@@ -46,8 +48,8 @@ def _student_probs(ctx: "StageContext", cfg: SelectConfig, ids: list[str]) -> np
     table = ctx.run.records.read(cfg.student_table)
     if not len(table) or "student_probs" not in table.columns:
         raise ValueError(
-            f"select.strategy llkd needs a first-round student's probabilities in table {cfg.student_table!r} "
-            f"(columns id, student_probs); the run has tables {ctx.run.records.tables()}"
+            f"select.strategy llkd needs a first-round student's probabilities in table "
+            f"{cfg.student_table!r} (columns id, student_probs); the run has {ctx.run.records.tables()}"
         )
     by_id = dict(zip(table["id"], table["student_probs"]))
     missing = [i for i in ids if i not in by_id]
@@ -64,22 +66,26 @@ def run(ctx: "StageContext") -> dict:
     task = ctx.recipe.task
     annotated = ctx.run.records.read("annotated")
     if not len(annotated) or "teacher_probs" not in annotated.columns:
-        raise ValueError("select needs the teacher's labels: run stage annotate first (table 'annotated' is empty)")
+        raise ValueError("select needs the teacher's labels: run stage annotate first (no 'annotated' table)")
     pool = annotated[annotated["split"] == "pool"]
     pool = pool[pool["teacher_confidence"] >= cfg.min_confidence].reset_index(drop=True)
     if not len(pool):
-        raise ValueError(f"select: no pool text has teacher confidence >= {cfg.min_confidence}; lower min_confidence")
+        raise ValueError(
+            f"select: no pool text has teacher confidence >= {cfg.min_confidence}; lower min_confidence"
+        )
     confidence = pool["teacher_confidence"].to_numpy(dtype=np.float64)
     if cfg.strategy == "random":
         picks = strategies.random_subset(len(pool), cfg.budget, ctx.recipe.seed)
     elif cfg.strategy == "confidence":
         picks = strategies.most_confident(confidence, cfg.budget)
     elif cfg.strategy == "balanced":
-        picks = strategies.class_balanced(pool["teacher_index"].to_numpy(), confidence, cfg.budget, task.labels)
+        labels = pool["teacher_index"].to_numpy()
+        picks = strategies.class_balanced(labels, confidence, cfg.budget, task.labels)
     else:
         teacher = np.stack([np.asarray(p, dtype=np.float64) for p in pool["teacher_probs"]])
         student = _student_probs(ctx, cfg, pool["id"].tolist())
-        picks = strategies.llkd(teacher, student, cfg.budget, min_teacher_confidence=cfg.llkd_min_teacher_confidence)
+        picks = strategies.llkd(teacher, student, cfg.budget,
+                                min_teacher_confidence=cfg.llkd_min_teacher_confidence)
     rows = []
     for rank, pick in enumerate(picks, 1):
         row = pool.iloc[pick.index].to_dict()

@@ -29,7 +29,8 @@ def _check(budget: int) -> None:
 def random_subset(n: int, budget: int, seed: int) -> list[Pick]:
     _check(budget)
     order = np.random.default_rng(seed).permutation(n)[:budget]
-    return [Pick(int(i), f"random: draw {r + 1}/{len(order)} of {n} (seed {seed})") for r, i in enumerate(order)]
+    return [Pick(int(i), f"random: draw {r + 1}/{len(order)} of {n} (seed {seed})")
+            for r, i in enumerate(order)]
 
 
 def most_confident(confidence: np.ndarray, budget: int) -> list[Pick]:
@@ -40,7 +41,9 @@ def most_confident(confidence: np.ndarray, budget: int) -> list[Pick]:
     return [Pick(int(i), f"confidence={confidence[i]:.2f} rank {r + 1}/{n}") for r, i in enumerate(order)]
 
 
-def class_balanced(labels: np.ndarray, confidence: np.ndarray, budget: int, names: Sequence[str]) -> list[Pick]:
+def class_balanced(
+    labels: np.ndarray, confidence: np.ndarray, budget: int, names: Sequence[str]
+) -> list[Pick]:
     """At most ceil(budget / labels) texts per teacher label, the most confident of each; a label with fewer
     texts leaves its share unused rather than handing it to a label the teacher already over-predicts."""
     _check(budget)
@@ -50,7 +53,8 @@ def class_balanced(labels: np.ndarray, confidence: np.ndarray, budget: int, name
         rows = np.flatnonzero(labels == k)
         ranked = rows[np.argsort(-confidence[rows], kind="stable")][:cap]
         for r, i in enumerate(ranked):
-            reason = f"balanced: {r + 1}/{len(ranked)} of label {name} (cap {cap}), confidence={confidence[i]:.2f}"
+            reason = (f"balanced: {r + 1}/{len(ranked)} of label {name} (cap {cap}), "
+                      f"confidence={confidence[i]:.2f}")
             picks.append((float(confidence[i]), Pick(int(i), reason)))
     picks.sort(key=lambda cp: -cp[0])
     return [p for _, p in picks[:budget]]
@@ -75,8 +79,8 @@ def llkd(
     student_probs = np.asarray(student_probs, dtype=np.float64)
     if teacher_probs.shape != student_probs.shape:
         raise ValueError(
-            f"llkd: teacher probabilities {teacher_probs.shape} and student probabilities {student_probs.shape} "
-            "must describe the same texts and labels"
+            f"llkd: teacher probabilities {teacher_probs.shape} and student probabilities "
+            f"{student_probs.shape} must describe the same texts and labels"
         )
     confidence = teacher_probs.max(-1)
     labels = teacher_probs.argmax(-1)

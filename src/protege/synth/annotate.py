@@ -10,8 +10,8 @@ the table is rewritten with the final columns. ``artifacts/annotate.json`` recor
 distribution and, where gold labels exist, what each variant (raw, calibrated, ensembled) scores on them.
 
 Columns added to each row of ``pool``/``dev``/``test``:
-``raw_scores`` (templates x labels: label log-probabilities before any normalisation), ``teacher_logprobs`` and
-``teacher_probs`` (labels: the final distribution), ``teacher_label`` / ``teacher_index`` (its argmax),
+``raw_scores`` (templates x labels: label log-probabilities before any normalisation), ``teacher_logprobs``
+and ``teacher_probs`` (labels: the final distribution), ``teacher_label`` / ``teacher_index`` (its argmax),
 ``teacher_confidence`` (its max), ``teacher_entropy`` (normalised to [0, 1]), ``candidates`` (labels the
 teacher considers possible), ``calibration`` (the variant used), plus ``teacher`` and ``prompt_hash``.
 """
@@ -54,7 +54,8 @@ class AnnotateConfig(Section):
         "(calibration and ensembling) with the best macro-F1 on gold dev labels, mean if there are none.",
     )
     ensemble: bool = Field(
-        True, description="With several task.templates, average their label log-probabilities (ignored by auto)."
+        True,
+        description="With several task.templates, average their label log-probabilities (auto chooses).",
     )
     content_free: list[str] = Field(
         default_factory=lambda: ["N/A", "", "[MASK]"], min_length=1,
@@ -62,11 +63,12 @@ class AnnotateConfig(Section):
     )
     chunk_size: int = Field(32, ge=1, description="Texts scored between two saves of the annotated table.")
     candidate_threshold: float = Field(
-        0.6, gt=0, le=1, description="Below this top probability the teacher counts as unsure and a candidate "
-        "set of several labels is recorded."
+        0.6, gt=0, le=1, description="Below this top probability the teacher counts as unsure and a "
+        "candidate set of several labels is recorded."
     )
     candidate_mass: float = Field(
-        0.9, gt=0, le=1, description="An unsure teacher's candidate set is the fewest labels holding this much mass."
+        0.9, gt=0, le=1,
+        description="An unsure teacher's candidate set is the fewest labels holding this much mass.",
     )
 
 
@@ -105,7 +107,9 @@ def _inputs(ctx: "StageContext", tables: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).drop_duplicates("id").reset_index(drop=True)
 
 
-def _score_missing(ctx: "StageContext", teacher: "LedgeredTeacher", inputs: pd.DataFrame, cfg: AnnotateConfig) -> dict:
+def _score_missing(
+    ctx: "StageContext", teacher: "LedgeredTeacher", inputs: pd.DataFrame, cfg: AnnotateConfig
+) -> dict:
     """Score every input row not yet in ``annotated`` by this teacher with these prompts; append per chunk."""
     task = ctx.recipe.task
     tag = teacher_tag(teacher)
@@ -126,7 +130,8 @@ def _score_missing(ctx: "StageContext", teacher: "LedgeredTeacher", inputs: pd.D
             chunk = inputs.iloc[positions]
             scores = score_texts(task, teacher, chunk["text"].tolist())
             rows = [
-                {**row, "raw_scores": raw.tolist(), "teacher": tag, "prompt_hash": hashes[i], "calibration": PENDING}
+                {**row, "raw_scores": raw.tolist(), "teacher": tag, "prompt_hash": hashes[i],
+                 "calibration": PENDING}
                 for row, raw, i in zip(chunk[keep].to_dict("records"), scores, positions)
             ]
             ctx.run.records.append(TABLE, rows, stage=ctx.name)
@@ -143,7 +148,9 @@ def _score_missing(ctx: "StageContext", teacher: "LedgeredTeacher", inputs: pd.D
     }
 
 
-def _variants(logp: np.ndarray, priors: dict[str, np.ndarray | None], ensembled: bool) -> dict[str, np.ndarray]:
+def _variants(
+    logp: np.ndarray, priors: dict[str, np.ndarray | None], ensembled: bool
+) -> dict[str, np.ndarray]:
     """Every (calibration, ensembling) combination as ``(texts, labels)`` log-probabilities."""
     out = {}
     for name, prior in priors.items():
@@ -158,7 +165,8 @@ def _gold_scores(pred: np.ndarray, gold: np.ndarray, k: int) -> dict:
     from protege.evaluate.metrics import accuracy, largest_class_share, macro_f1
 
     return {"n": int(len(gold)), "accuracy": round(accuracy(gold, pred), 4),
-            "macro_f1": round(macro_f1(gold, pred, k), 4), "largest_class_share": round(largest_class_share(pred), 4)}
+            "macro_f1": round(macro_f1(gold, pred, k), 4),
+            "largest_class_share": round(largest_class_share(pred), 4)}
 
 
 def _choose(cfg: AnnotateConfig, report: dict, n_templates: int) -> tuple[str, str]:
@@ -167,7 +175,7 @@ def _choose(cfg: AnnotateConfig, report: dict, n_templates: int) -> tuple[str, s
         return name, "recipe"
     on_dev = {v: s["dev"]["macro_f1"] for v, s in report.items() if "dev" in s}
     if not on_dev:
-        console.warn("annotate: calibration auto has no gold dev labels to choose with; using mean calibration")
+        console.warn("annotate: calibration auto has no gold dev labels to choose with; using mean")
         return "mean" + ("+ensemble" if n_templates > 1 else ""), "default (no gold dev labels)"
     return max(on_dev, key=lambda v: (on_dev[v], v == "none")), "best dev macro-F1"
 
@@ -213,8 +221,10 @@ def run(ctx: "StageContext") -> dict:
     table = table.assign(
         teacher_logprobs=list(final), teacher_probs=list(probs), teacher_index=top, teacher_label=names[top],
         teacher_confidence=probs.max(-1), teacher_entropy=cal.entropy(probs),
-        candidates=[list(names[cal.candidate_set(p, threshold=cfg.candidate_threshold, mass=cfg.candidate_mass)])
-                    for p in probs],
+        candidates=[
+            list(names[cal.candidate_set(p, threshold=cfg.candidate_threshold, mass=cfg.candidate_mass)])
+            for p in probs
+        ],
         calibration=chosen,
     )
     rows = table.to_dict("records")
@@ -229,7 +239,8 @@ def run(ctx: "StageContext") -> dict:
     unsure = float((table["candidates"].map(len) > 1).mean())
     summary = {
         "teacher": teacher_tag(teacher), "labels": task.labels, "templates": n_templates,
-        "calibration": chosen, "chosen_by": why, "variants": report, "teacher_label_distribution": distribution,
+        "calibration": chosen, "chosen_by": why, "variants": report,
+        "teacher_label_distribution": distribution,
         "unsure_share": round(unsure, 4),
         "priors": {n: None if p is None else np.round(p, 4).tolist() for n, p in priors.items()},
         "timing": timing, "ledger": {"hits": teacher.stats.hits, "misses": teacher.stats.misses},
@@ -244,6 +255,7 @@ def _say(summary: dict) -> None:
     console.info(f"annotate: teacher {summary['teacher']}, calibration {summary['calibration']} "
                  f"({summary['chosen_by']}); {summary['unsure_share']:.0%} of texts get a candidate set")
     for name, scores in summary["variants"].items():
-        parts = [f"{split} acc {s['accuracy']:.1%} macro-F1 {s['macro_f1']:.2f}" for split, s in scores.items()]
+        parts = [f"{split} acc {s['accuracy']:.1%} macro-F1 {s['macro_f1']:.2f}"
+                 for split, s in scores.items()]
         if parts:
             console.info(f"  {name:<22} " + "; ".join(parts))

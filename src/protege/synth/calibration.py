@@ -30,14 +30,14 @@ def log_normalise(scores: np.ndarray) -> np.ndarray:
 def contextual_prior(content_free: np.ndarray) -> np.ndarray:
     """``(templates, labels)`` log prior from content-free scores ``(inputs, templates, labels)``.
 
-    Probabilities are averaged over the content-free inputs (not log-probabilities), as in the original method.
+    Probabilities are averaged over the content-free inputs (not log-probabilities), as in the original.
     """
     probs = np.exp(log_normalise(content_free)).mean(axis=0)
     return np.log(probs / probs.sum(axis=-1, keepdims=True))
 
 
 def mean_prior(reference: np.ndarray) -> np.ndarray:
-    """``(templates, labels)`` mean label log-probability over the reference texts ``(texts, templates, labels)``."""
+    """``(templates, labels)``: mean label log-probability over ``(texts, templates, labels)`` scores."""
     if len(reference) == 0:
         raise ValueError("mean calibration needs at least one reference text (the unlabelled pool is empty)")
     return log_normalise(reference).mean(axis=0)

@@ -40,7 +40,7 @@ WEIGHTS = "adapter_model.safetensors"
 class PrepareTeacherConfig(Section):
     """LoRA fine-tuning of an ``hf`` teacher on the gold seed set."""
 
-    epochs: int = Field(3, ge=1, description="Passes over the seed set (each example once per prompt template).")
+    epochs: int = Field(3, ge=1, description="Passes over the seed set (each example once per template).")
     batch_size: int = Field(8, ge=1, description="Prompts per optimisation step.")
     learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate (linear decay to 0).")
     lora_rank: int = Field(8, ge=1, description="Rank of the LoRA update matrices.")
@@ -51,8 +51,8 @@ class PrepareTeacherConfig(Section):
         description="Names of the linear layers that get adapters (llama-style names by default).",
     )
     last_layers: Optional[int] = Field(
-        None, ge=1, description="Adapt only the last N decoder layers; the backward pass then stops there (with "
-        "a third of the layers a step costs about half as much). All layers if unset.",
+        None, ge=1, description="Adapt only the last N decoder layers; the backward pass then stops there "
+        "(with a third of the layers a step costs about half as much). All layers if unset.",
     )
     max_length: int = Field(
         256, ge=16, description="Prompt tokens per training example; longer texts are shortened to fit."
@@ -71,15 +71,17 @@ def verbalizer_heads(task: "ClassificationTask", teacher: "HFTeacher") -> list[l
         if owner_of.setdefault(first, label) != label:
             raise ValueError(
                 f"prepare_teacher: verbalizers {word!r} ({task.labels[label]}) and one of "
-                f"{task.labels[owner_of[first]]} start with the same token, so one next-token head cannot tell "
-                "them apart; choose task.verbalizers that differ in their first word piece"
+                f"{task.labels[owner_of[first]]} start with the same token, so one next-token head cannot "
+                "tell them apart; choose task.verbalizers that differ in their first word piece"
             )
         if first not in heads[label]:
             heads[label].append(first)
     return heads
 
 
-def fit_prompt(task: "ClassificationTask", teacher: "HFTeacher", text: str, template: int, max_length: int) -> list[int]:
+def fit_prompt(
+    task: "ClassificationTask", teacher: "HFTeacher", text: str, template: int, max_length: int
+) -> list[int]:
     """Token ids of the rendered prompt, the text shortened until the prompt fits in ``max_length`` tokens."""
     from protege.tasks.classification import render
 
@@ -89,8 +91,8 @@ def fit_prompt(task: "ClassificationTask", teacher: "HFTeacher", text: str, temp
         ids = teacher.encode_prompt(render(task, text, template))
     if len(ids) > max_length:
         raise ValueError(
-            f"prepare_teacher: the prompt without any text is {len(ids)} tokens, over max_length {max_length}; "
-            "raise prepare_teacher.max_length or use fewer few-shot examples"
+            f"prepare_teacher: the prompt without any text is {len(ids)} tokens, over max_length "
+            f"{max_length}; raise prepare_teacher.max_length or use fewer few-shot examples"
         )
     return ids
 
@@ -185,8 +187,8 @@ def _hf_inner(teacher: "LedgeredTeacher") -> "HFTeacher":
     inner = getattr(teacher, "inner", teacher)
     if not all(hasattr(inner, a) for a in ("model", "tokenizer", "encode_prompt", "encode_continuation")):
         raise ValueError(
-            f"prepare_teacher fine-tunes the weights, so it needs the in-process teacher (teacher.backend: hf); "
-            f"this teacher is {teacher.backend!r}. Remove the prepare_teacher section or switch backend."
+            f"prepare_teacher fine-tunes the weights, so it needs the in-process teacher (teacher.backend: "
+            f"hf); this teacher is {teacher.backend!r}. Remove the prepare_teacher section or switch backend."
         )
     return inner
 
@@ -202,7 +204,9 @@ def teacher_for_annotation(ctx: "StageContext") -> "LedgeredTeacher":
 
     adapter = ctx.run.artifacts / ADAPTER
     if not (adapter / WEIGHTS).exists():
-        raise ValueError(f"the recipe prepares the teacher but {adapter} holds no adapter; run stage prepare_teacher")
+        raise ValueError(
+            f"the recipe prepares the teacher but {adapter} holds no adapter; run stage prepare_teacher"
+        )
     base = ctx.teacher
     inner = _hf_inner(base)
     merged = PeftModel.from_pretrained(inner.model, str(adapter)).merge_and_unload().eval()
@@ -221,8 +225,8 @@ def run(ctx: "StageContext") -> dict:
         raise ValueError("stage 'prepare_teacher' needs a 'task:' section")
     seed = ctx.run.records.read("seed")
     if not len(seed):
-        raise ValueError("prepare_teacher trains on gold labels but the seed table is empty; set data.seed_size "
-                         "(e.g. 100) or remove the prepare_teacher section")
+        raise ValueError("prepare_teacher trains on gold labels but the seed table is empty; set "
+                         "data.seed_size (e.g. 100) or remove the prepare_teacher section")
     teacher = _hf_inner(ctx.teacher)
     out_dir = ctx.run.artifact(ADAPTER)
     summary = train_adapter(teacher, task, seed["text"].tolist(), seed["gold_index"].astype(int).tolist(),
@@ -230,5 +234,5 @@ def run(ctx: "StageContext") -> dict:
     summary["model_id"] = prepared_model_id(teacher.model_id, out_dir)
     ctx.run.write_json("prepare_teacher.json", summary)
     (out_dir / "protege.json").write_text(json.dumps({"base_model": teacher.model_id, **cfg.model_dump()}))
-    return {"examples": summary["examples"], "steps": summary["steps"], "final_loss": summary["history"][-1]["loss"],
-            "model_id": summary["model_id"]}
+    return {"examples": summary["examples"], "steps": summary["steps"],
+            "final_loss": summary["history"][-1]["loss"], "model_id": summary["model_id"]}
