@@ -149,3 +149,22 @@ def test_one_process_can_train_at_different_precisions():
 def test_config_needs_a_length():
     with pytest.raises(ValueError, match="steps or epochs"):
         LoopConfig()
+
+
+def test_a_lora_student_is_saved_merged_and_reloads_identically(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from protege.train.lm_stage import save_student
+    from tiny import build_tokenizer
+
+    data = random_examples(8)
+    result = train(tiny_llama(), SFT(), data, _config(steps=2, lora=LoraConfig(r=4, target_modules=["q_proj"])))
+    batch = data.batch([0, 1])
+    with torch.no_grad():
+        expected = result.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    save_student(result.model, build_tokenizer(), tmp_path / "student")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "student").eval()
+    assert not any("lora" in name for name in reloaded.state_dict())
+    with torch.no_grad():
+        got = reloaded(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert torch.allclose(got, expected, atol=1e-5)
