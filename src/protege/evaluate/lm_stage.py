@@ -17,6 +17,8 @@ from protege import console
 from protege.section import Section
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from protege.pipeline import StageContext
     from protege.run import Run
 
@@ -140,10 +142,11 @@ def training_rows(result: Mapping[str, Any]) -> list[list[str]]:
             for name, t in result.get("training", {}).items()]
 
 
-def write_report(run: "Run", result: Mapping[str, Any]) -> None:
-    """``artifacts/report.html`` and ``report.md`` for an LM run."""
+def write_lm_report(run: "Run") -> "Path":
+    """Render ``artifacts/lm_metrics.json`` into ``artifacts/report.html`` and ``report.md``; returns the HTML."""
     from protege.evaluate.report import STYLE, _html_table, _md_table
 
+    result = run.read_json(METRICS)
     title = f"protege report: {result.get('name', 'run')}"
     header, rows = report_tables(result)
     train_head = ["student", "steps", "s / step", "final train loss"]
@@ -163,13 +166,15 @@ def write_report(run: "Run", result: Mapping[str, Any]) -> None:
           "", _md_table(header, rows), "", "## Training", "", _md_table(train_head, training_rows(result)), "",
           "## Facts", "", _md_table(["fact", "value"], facts), "", "## First held-out answer of each model", "",
           _md_table(["model", "answer"], [[n, s.replace("\n", " ")] for n, s in samples]), ""]
-    run.artifact("report.html").write_text("\n".join(page))
     run.artifact("report.md").write_text("\n".join(md))
+    target = run.artifact("report.html")
+    target.write_text("\n".join(page))
+    return target
 
 
 def run(ctx: "StageContext") -> dict[str, Any]:
     result = evaluate(ctx)
     ctx.run.write_json(METRICS, result)
-    write_report(ctx.run, result)
+    page = write_lm_report(ctx.run)
     console.info(result["headline"])
-    return {"headline": result["headline"], "report": str(ctx.run.artifacts / "report.html")}
+    return {"headline": result["headline"], "report": str(page)}

@@ -227,6 +227,10 @@ def render(result: Mapping[str, Any]) -> tuple[str, str, dict[str, bytes]]:
 def write_report(run: Run) -> Path:
     """Render ``artifacts/metrics.json`` into ``artifacts/report.html`` and ``report.md``; returns the HTML path."""
     metrics_path = run.artifacts / "metrics.json"
+    if not metrics_path.exists() and (run.artifacts / "lm_metrics.json").exists():
+        from protege.evaluate.lm_stage import write_lm_report  # an LM run: its evaluate_lm stage wrote the metrics
+
+        return write_lm_report(run)
     if not metrics_path.exists():
         raise FileNotFoundError(f"{metrics_path} is missing: run the evaluate stage before the report")
     page, markdown, pngs = render(run.read_json("metrics.json"))
