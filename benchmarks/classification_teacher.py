@@ -53,9 +53,25 @@ def recipe(dataset: str, run_dir: Path, args: argparse.Namespace) -> dict:
     return out
 
 
+def summary_table(folder: Path) -> str:
+    """Markdown rows (dataset, teacher, variant, test accuracy / macro-F1 / largest-class share, s per 100 texts)."""
+    lines = ["| dataset (test n, majority) | teacher | variant | accuracy | macro-F1 | one-label share | s / 100 texts |",
+             "|---|---|---|---|---|---|---|"]
+    for path in sorted(folder.glob("classification_teacher-*.json")):
+        r = json.loads(path.read_text())
+        who = "prepared (LoRA, 100 gold)" if r["prepared"] else "base"
+        for variant, scores in r["variants"].items():
+            t = scores["test"]
+            lines.append(f"| {r['dataset']} ({t['n']}, {r['test_majority']:.1%}) | {who} | {variant} "
+                         f"| {t['accuracy']:.1%} | {t['macro_f1']:.2f} | {t['largest_class_share']:.0%} "
+                         f"| {r['timing']['seconds_per_100_texts']} ({r['templates']} templates) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(LABELS), required=True)
+    parser.add_argument("--summarise", action="store_true", help="print the results so far as a markdown table")
+    parser.add_argument("--dataset", choices=sorted(LABELS))
     parser.add_argument("--prepared", action="store_true", help="LoRA-prepare the teacher on the seed set first")
     parser.add_argument("--seed-size", type=int, default=100)
     parser.add_argument("--dev", type=int, default=30)
@@ -70,6 +86,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--runs", type=Path, default=Path("/tmp/protege-teacher-bench"))
     args = parser.parse_args()
+    if args.summarise:
+        print(summary_table(HERE / "results"))
+        return
+    if args.dataset is None:
+        parser.error("--dataset is required")
     torch.set_num_threads(args.threads)
 
     name = args.dataset + ("-prepared" if args.prepared else "")

@@ -119,3 +119,27 @@ def test_a_different_teacher_is_asked_again(tmp_path, source, teachers):
     run_recipe(recipe(tmp_path, source), force=("annotate",))
     assert made[-1].calls > 0
     assert set(Run(tmp_path / "run").records.read("annotated")["teacher"]) == {"fake:other"}
+
+
+def test_llkd_selection_reads_first_round_student_probabilities(tmp_path, source, teachers):
+    run_recipe(recipe(tmp_path, source))
+    run = Run(tmp_path / "run")
+    pool = run.records.read("pool")
+    # The first-round student is lost on the texts naming "neutral" and sure of all the others.
+    unsure = pool["gold"].eq("neutral").to_numpy()
+    run.records.append("student_pool", [
+        {"id": i, "student_probs": [1 / 3] * 3 if u else [0.98, 0.01, 0.01]} for i, u in zip(pool["id"], unsure)
+    ])
+    llkd = recipe(tmp_path, source).model_copy(update={"select": recipe(tmp_path, source).select.model_copy(
+        update={"strategy": "llkd", "budget": 5, "llkd_min_teacher_confidence": 0.0})})
+    run_recipe(llkd, force=("select",))
+    selected = run.records.read("selected")
+    assert len(selected) == 5 and set(selected["gold"]) == {"neutral"}
+    assert selected["reason"].str.contains("student entropy 1.00").all()
+
+
+def test_llkd_without_student_probabilities_says_what_is_missing(tmp_path, source, teachers):
+    base = recipe(tmp_path, source)
+    llkd = base.model_copy(update={"select": base.select.model_copy(update={"strategy": "llkd"})})
+    with pytest.raises(ValueError, match="student_pool"):
+        run_recipe(llkd)
