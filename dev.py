@@ -98,7 +98,8 @@ def main(argv: list[str]) -> int:
     if cmd == "quickstart":
         return subprocess.run([str(BIN / "protege"), "quickstart", *rest]).returncode
     ensure_browser()
-    args = rest or ["-m", "not slow"]
+    # The slow end-to-end runs of the real models are opt-in: `python3 dev.py test -m slow`.
+    args = rest if "-m" in rest else ["-m", "not slow", *rest]
     code = subprocess.run([str(PY), "-m", "pytest", *args], cwd=ROOT).returncode
     if code == 5:  # pytest's "collected nothing": a selection that matched no test is not a failure of the code
         print("pytest collected no tests for this selection", flush=True)
