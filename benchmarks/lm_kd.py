@@ -346,7 +346,7 @@ def prepare(setup: Setup, n: int) -> dict:
              "seconds": round(seconds, 2), "tokens_per_second": round(cache.num_response_tokens / seconds, 1),
              "bytes_per_token": round(cache.bytes_per_token(), 1)}
     with torch.no_grad():
-        quality = cache_quality(setup, teacher, student, tok, pairs[: 4 * setup.batch])
+        quality = cache_quality(setup, teacher, student, tok, pairs[: 2 * setup.batch])
     return {"sequences": len(data["sequences"]), "cache_build": build, "cache_quality": quality}
 
 
@@ -515,6 +515,10 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_variant(name, setup)
                 result["repeat"], result["load_average"] = repeat, load_average()
                 runs.append(result)
+                if args.out is not None or not quick:  # a run killed part-way still leaves what it measured
+                    partial = (args.out or HERE / "results" / "lm_kd.json").with_suffix(".partial.json")
+                    partial.parent.mkdir(parents=True, exist_ok=True)
+                    partial.write_text(json.dumps({"prepare": prep, "runs": runs}, indent=2))
                 status = result.get("error", "").strip().splitlines()[-1:] or [
                     f"median {statistics.median(result['step_s']):.3f} s/step, peak {result['peak_rss_mb']} MB"]
                 print(f"[{repeat + 1}/{repeats}] {name}: {status[0]}", file=sys.stderr, flush=True)
