@@ -132,6 +132,9 @@ class LogitKD(_KD):
             p.requires_grad_(False)
 
     def _teacher(self, batch: dict[str, Tensor]) -> ProjectedTeacher:
+        device = batch["input_ids"].device
+        if next(self.teacher.parameters()).device != device:  # the loop places batches; follow them (GPU)
+            self.teacher.to(device)
         with torch.no_grad():
             # The bare decoder: no per-layer hidden states kept, no logits.
             out = self.teacher.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
