@@ -48,6 +48,15 @@ def _teacher_predict(ctx: "StageContext") -> Any:
     return lambda texts: score_texts(task, backend, texts)
 
 
+def training_mix(entry: dict[str, Any]) -> str:
+    """'300 teacher-labelled + 60 gold (x2)' from a train.json entry."""
+    parts = [f"{entry['teacher_labelled']} teacher-labelled"] if entry["teacher_labelled"] else []
+    if entry["gold"]:
+        repeats = entry.get("gold_repeats", 1)
+        parts.append(f"{entry['gold']} gold" + (f" (x{repeats})" if repeats > 1 else ""))
+    return " + ".join(parts) or "nothing"
+
+
 def run(ctx: "StageContext") -> dict[str, Any]:
     cfg: EvaluateConfig = ctx.config
     task = ctx.recipe.task
@@ -79,8 +88,8 @@ def run(ctx: "StageContext") -> dict[str, Any]:
          "macro_f1": metrics.macro_f1(gold, probs[name].argmax(1), len(labels))}
         for name, entry in trained.items() if name == STUDENT or name.startswith("curve-")
     ]
-    result["training"] = {f"{name} training examples": f"{e['examples']} ({e['teacher_labelled']} teacher-labelled, "
-                          f"{e['gold']} gold)" for name, e in trained.items() if not name.startswith("curve-")}
+    result["training"] = {f"{name} trained on": training_mix(e) for name, e in trained.items()
+                          if not name.startswith("curve-")}
     if cfg.measure_speed:
         sample = texts[: cfg.speed_examples]
         model, tokenizer, max_length = loaded[STUDENT]

@@ -60,8 +60,9 @@ def run(ctx: "StageContext") -> dict[str, Any]:
         raise ValueError("stage 'train' needs a 'task:' section: the labels the student predicts")
     labels = task.labels
     examples, n_teacher = training_examples(ctx.run, cfg, labels)
-    students = {STUDENT: train_and_save(ctx, STUDENT, examples, (STUDENT,),
-                                        {"teacher_labelled": n_teacher, "gold": len(examples) - n_teacher})}
+    gold_rows = len(examples) - n_teacher
+    gold = {"gold": gold_rows // cfg.gold_repeats, "gold_repeats": cfg.gold_repeats} if gold_rows else {"gold": 0}
+    students = {STUDENT: train_and_save(ctx, STUDENT, examples, (STUDENT,), {"teacher_labelled": n_teacher, **gold})}
     if cfg.gold_seed_baseline:
         seed = inputs.gold_seed(ctx.run, len(labels))
         if len(seed):
@@ -78,6 +79,6 @@ def run(ctx: "StageContext") -> dict[str, Any]:
             continue
         name = f"curve-{n}"
         students[name] = train_and_save(ctx, name, teacher_part.subset(order[:n]) + gold_part, ("students", name),
-                                        {"teacher_labelled": n, "gold": len(gold_part)})
+                                        {"teacher_labelled": n, **gold})
     ctx.run.write_json("train.json", {"students": students, "targets": cfg.targets, "use_gold": cfg.use_gold})
     return {name: {"examples": s["examples"], "best_dev_accuracy": s["best_dev_accuracy"]} for name, s in students.items()}
