@@ -67,12 +67,13 @@ def run(
 
 @app.command()
 def quickstart(
-    run_dir: Optional[Path] = typer.Option(None, help="Where to write the run (default: the recipe's run_dir)."),
+    run_dir: Path = typer.Option(Path("runs/quickstart"), help="Where to write the run."),
 ) -> None:
     """Distil the embedded teacher into the embedded student on a packaged dataset, offline."""
     import time
 
-    sets = [f"run_dir={run_dir.resolve()}"] if run_dir else []
+    # The recipe ships inside the package: its own run_dir would point into site-packages for an installed copy.
+    sets = [f"run_dir={run_dir.resolve()}"]
     began = time.perf_counter()
     run = _run(RECIPES / "quickstart.yaml", sets, [], [])
     minutes = (time.perf_counter() - began) / 60
