@@ -31,7 +31,8 @@ from protege.tasks.arithmetic import load_arithmetic
 
 Splits = dict[str, pd.DataFrame]
 
-SST2_DIR = Path(os.environ.get("PROTEGE_SST2_DIR", "/work/shared/data/sst2"))
+# A source checkout sits beside the project's shared benchmark data (../shared/data, relative to the project root).
+SST2_DIR = Path(os.environ.get("PROTEGE_SST2_DIR", Path(__file__).resolve().parents[4] / "shared" / "data" / "sst2"))
 BBC_TEST_FRACTION = 0.2
 BBC_SPLIT_SEED = 0  # fixed, independent of the recipe seed: the test set must not move between recipes
 

@@ -38,8 +38,8 @@ class DataConfig(Section):
         "test split, or test_fraction of its texts."
     )
     data_dir: Optional[Path] = Field(
-        None, description="sst2: folder holding train.tsv and dev.tsv (default $PROTEGE_SST2_DIR or "
-        "/work/shared/data/sst2)."
+        None, description="sst2: folder holding train.tsv and dev.tsv (default $PROTEGE_SST2_DIR, else "
+        "../shared/data/sst2 beside a source checkout)."
     )
     text_column: str = Field("text", description="Column holding the texts (files and hf sources).")
     label_column: Optional[str] = Field(
