@@ -165,7 +165,11 @@ def test_alpha_one_and_bad_arguments_explain_themselves() -> None:
 @settings(max_examples=30, deadline=None)
 @given(logit_pairs(), st.sampled_from(KINDS), st.floats(0.5, 3))
 def test_gradient_points_toward_the_teacher(pair, kind, temperature) -> None:
-    """A small step against the gradient lowers the divergence and moves q toward p (⟨Δq, p − q⟩ > 0)."""
+    """A small step against the gradient lowers the divergence; for forward KL it also moves q toward p.
+
+    ⟨Δq, p − q⟩ > 0 is a theorem only for forward KL, whose logit gradient is (q − p)/T, so that
+    ⟨Δq, p − q⟩ ≈ η (p − q)ᵀ (diag(q) − q qᵀ) (p − q) > 0. Other divergences descend along other metrics and
+    can move some probabilities away from p (hypothesis found such a case for reverse KL)."""
     s_np, t_np = pair
     p, q = softmax(t_np / temperature), softmax(s_np / temperature)
     if np.abs(p - q).max() < 1e-2:
@@ -178,8 +182,9 @@ def test_gradient_points_toward_the_teacher(pair, kind, temperature) -> None:
     step = 1e-4 / max(float(grad.abs().max()), 1e-12)
     moved = (s - step * grad).detach()
     assert float(token_divergence(moved, t, mask, kind=kind, temperature=temperature)) < value.item()
-    dq = softmax(moved.numpy() / temperature) - q
-    assert float(np.sum(dq * (p - q))) > 0
+    if kind == "forward_kl":
+        dq = softmax(moved.numpy() / temperature) - q
+        assert float(np.sum(dq * (p - q))) > 0
 
 
 def test_forward_kl_gradient_is_q_minus_p_over_t() -> None:
