@@ -174,6 +174,8 @@ def test_gradient_points_toward_the_teacher(pair, kind, temperature) -> None:
     p, q = softmax(t_np / temperature), softmax(s_np / temperature)
     if np.abs(p - q).max() < 1e-2:
         return
+    if kind == "tvd" and np.abs(p - q).min() < 1e-3:
+        return  # TVD has a kink wherever p_i = q_i: there a subgradient step need not descend
     s = torch.tensor(s_np, requires_grad=True)
     t = torch.tensor(t_np)
     mask = torch.ones(s.shape[:-1], dtype=torch.bool)
