@@ -126,6 +126,32 @@ def test_early_stopping_restores_the_best_weights():
         assert torch.equal(value, snapshots[1][name]), name
 
 
+def test_best_weights_survive_a_kill_and_resume(tmp_path):
+    scores = {1: 3.0, 2: 1.0, 3: 2.0, 4: 2.5, 5: 2.6, 6: 2.7}
+    evaluated_steps = iter([1, 2, 3, 4, 4, 5, 6])  # killed while evaluating step 4; the rerun replays it
+    snapshots = {}
+
+    def evaluate(model):
+        step = next(evaluated_steps)
+        if step in snapshots:
+            return {"loss": scores[step]}
+        snapshots[step] = _weights(model)
+        if step == 4:
+            raise _Killed
+        return {"loss": scores[step]}
+
+    cfg = _config(steps=6, eval_every=1, save_every=1, early_stopping={"metric": "loss", "patience": 5})
+    run = Run(tmp_path / "run")
+    with pytest.raises(_Killed):  # the best evaluation (step 2) is two steps behind the kill
+        train(tiny_llama(), SFT(), random_examples(8), cfg, run=run, evaluate=evaluate)
+    assert (run.artifacts / "checkpoints" / "train" / "best.pt").is_file()
+    result = train(tiny_llama(seed=5), SFT(), random_examples(8), cfg, run=run, evaluate=evaluate)
+    assert result.steps == 6 and result.best == 1.0 and not result.stopped_early
+    for name, value in result.model.state_dict().items():
+        assert torch.equal(value, snapshots[2][name]), name
+    assert any(not torch.equal(v, snapshots[2][k]) for k, v in snapshots[6].items())  # the restore mattered
+
+
 def test_index_stream_visits_every_example_once_per_epoch():
     stream = IndexStream(10, seed=3)
     first = stream.step(0, 4) + stream.step(1, 4) + stream.step(2, 4)[:2]

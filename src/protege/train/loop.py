@@ -12,7 +12,8 @@ Read it top to bottom in :func:`train`. The pieces it plugs together:
   however the batch was split across micro-batches and processes.
 
 Checkpoints (model, optimizer, scheduler, RNG of every process, step) are written to a temporary folder and
-renamed into ``artifacts/checkpoints/step-NNNNNN``; a rerun resumes from the newest one.
+renamed into ``artifacts/checkpoints/<name>/step-NNNNNN``; a rerun resumes from the newest one. With early stopping
+the best evaluated weights are kept in ``best.pt`` beside them, so a resumed run still ends on its best weights.
 """
 
 from __future__ import annotations
@@ -204,15 +205,24 @@ def _checkpoints(folder: Path) -> list[Path]:
 
 
 class _Improvement:
-    """Early-stopping bookkeeping; also remembers the best weights when they are to be restored."""
+    """Early-stopping bookkeeping; also remembers the best weights when they are to be restored.
 
-    def __init__(self, config: Optional[EarlyStopping]):
+    With a checkpoint folder the best weights are also written to ``best.pt`` beside the step checkpoints, so a
+    run killed after its best evaluation still ends with those weights when it resumes.
+    """
+
+    FILE = "best.pt"
+
+    def __init__(self, config: Optional[EarlyStopping], folder: Optional[Path] = None, main: bool = True):
         self.config = config
         self.best: Optional[float] = None
         self.bad = 0
         self.best_state: Optional[dict[str, Tensor]] = None
+        self.path = folder / self.FILE if folder is not None and config is not None and config.restore_best \
+            else None
+        self.main = main
 
-    def update(self, metrics: dict[str, float], model: torch.nn.Module) -> bool:
+    def update(self, metrics: dict[str, float], model: torch.nn.Module, step: int) -> bool:
         """Record an evaluation; True when training should stop."""
         cfg = self.config
         if cfg is None:
@@ -226,15 +236,30 @@ class _Improvement:
             self.best, self.bad = value, 0
             if cfg.restore_best:
                 self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                self._save(step)
         else:
             self.bad += 1
         return self.bad >= cfg.patience
+
+    def _save(self, step: int) -> None:
+        if self.path is None or not self.main:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save({"step": step, "value": self.best, "state": self.best_state}, tmp)
+        os.replace(tmp, self.path)
 
     def state(self) -> dict:
         return {"best": self.best, "bad": self.bad}
 
     def load(self, state: dict) -> None:
+        """Resume from a checkpoint's bookkeeping, with the best weights it refers to."""
         self.best, self.bad = state.get("best"), state.get("bad", 0)
+        if self.path is None or self.best is None or not self.path.exists():
+            return
+        saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        # A best.pt newer than the checkpoint (killed in between) is rewritten when the replayed steps reach it.
+        if saved["value"] == self.best:
+            self.best_state = saved["state"]
 
 
 class _MetricsLog:
@@ -297,8 +322,8 @@ def train(
         accelerator.init_trackers(name, config={k: v for k, v in config.model_dump().items()
                                                 if isinstance(v, (int, float, str, bool))})
     log = _MetricsLog(run, name, main)
-    improvement = _Improvement(config.early_stopping)
     ckpt_root = run.artifact("checkpoints", name, "x").parent if run is not None else None
+    improvement = _Improvement(config.early_stopping, ckpt_root, main)
 
     start = 0
     previous = _checkpoints(ckpt_root) if ckpt_root is not None and config.resume else []
@@ -337,7 +362,7 @@ def train(
         log.write("eval", {"step": step, **metrics})
         if tracking:
             accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
-        return improvement.update(metrics, inner)
+        return improvement.update(metrics, inner, step)
 
     result = TrainResult(model=None, steps=start)
     stream = IndexStream(len(source), config.seed)
