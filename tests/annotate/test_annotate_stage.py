@@ -143,3 +143,18 @@ def test_llkd_without_student_probabilities_says_what_is_missing(tmp_path, sourc
     llkd = base.model_copy(update={"select": base.select.model_copy(update={"strategy": "llkd"})})
     with pytest.raises(ValueError, match="student_pool"):
         run_recipe(llkd)
+
+
+def test_seed_class_prior_sets_the_quotas_or_says_the_seed_is_missing(tmp_path, source, teachers):
+    base = recipe(tmp_path, source)
+    seeded = base.model_copy(update={"select": base.select.model_copy(update={"class_prior": "seed"})})
+    with pytest.raises(ValueError, match="data.seed_size"):
+        run_recipe(seeded)
+    run = Run(tmp_path / "run")
+    run.records.replace("seed", [{"id": f"s{i}", "text": "x", "gold_index": g} for i, g in enumerate([0, 0, 0, 1])],
+                        stage="test")
+    run_recipe(seeded, force=("select",))
+    selected = run.records.read("selected")
+    # Seed shares 3/4, 1/4, 0 of a budget of 6: 4.5, 1.5, 0 rounded to quotas 5, 1, 0.
+    assert selected["teacher_index"].value_counts().sort_index().tolist() == [5, 1]
+    assert selected["reason"].str.contains("quota 5|quota 1").all()

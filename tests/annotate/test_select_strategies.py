@@ -28,8 +28,17 @@ def test_balanced_caps_each_teacher_label():
     picks = strategies.class_balanced(labels, confidence, budget=6, names=["a", "b", "c"])
     kept = labels[[p.index for p in picks]]
     assert np.bincount(kept, minlength=3).tolist() == [2, 2, 1]  # cap 2; label c has only one text
-    assert all("cap 2" in p.reason for p in picks)
+    assert all("quota 2" in p.reason for p in picks)
     assert picks[0].index == 0  # most confident first
+
+
+def test_balanced_follows_a_given_class_prior():
+    labels = np.array([0] * 10 + [1] * 10)
+    confidence = np.linspace(0.99, 0.5, len(labels))
+    picks = strategies.class_balanced(labels, confidence, budget=10, names=["pos", "neg"], prior=[0.8, 0.2])
+    assert np.bincount(labels[[p.index for p in picks]], minlength=2).tolist() == [8, 2]
+    with pytest.raises(ValueError, match="one non-negative share per label"):
+        strategies.class_balanced(labels, confidence, budget=10, names=["pos", "neg"], prior=[1.0])
 
 
 def test_llkd_prefers_teacher_sure_and_student_unsure():

@@ -29,7 +29,14 @@ class SelectConfig(Section):
     strategy: Literal["random", "confidence", "llkd", "balanced"] = Field(
         "balanced",
         description="random; confidence (teacher surest first); llkd (teacher sure, first-round student "
-        "unsure); balanced (the most confident texts of each teacher label, at most budget/labels each).",
+        "unsure); balanced (the most confident texts of each teacher label, a quota per label set by "
+        "class_prior).",
+    )
+    class_prior: Literal["uniform", "seed"] = Field(
+        "uniform",
+        description="balanced: each label's share of the budget. uniform: equal shares, so a teacher that "
+        "over-predicts one label cannot fill the budget with it; seed: the label shares of the gold seed "
+        "(uses its gold labels), for data whose classes are far from even.",
     )
     min_confidence: float = Field(
         0.0, ge=0, le=1, description="Texts whose teacher confidence is below this are never kept."
@@ -59,6 +66,18 @@ def _student_probs(ctx: "StageContext", cfg: SelectConfig, ids: list[str]) -> np
     return np.stack([np.asarray(by_id[i], dtype=np.float64) for i in ids])
 
 
+def _prior(ctx: "StageContext", cfg: SelectConfig) -> Optional[np.ndarray]:
+    if cfg.class_prior == "uniform":
+        return None
+    seed = ctx.run.records.read("seed")
+    gold = seed["gold_index"].fillna(-1).astype(int) if len(seed) and "gold_index" in seed.columns else []
+    gold = np.asarray([g for g in gold if g >= 0])
+    if not len(gold):
+        raise ValueError("select.class_prior: seed takes the label shares of the gold seed, but the run has no "
+                         "gold seed; set data.seed_size (e.g. 100) or use class_prior: uniform")
+    return np.bincount(gold, minlength=len(ctx.recipe.task.labels)) / len(gold)
+
+
 def run(ctx: "StageContext") -> dict:
     from protege.select import strategies
 
@@ -80,7 +99,7 @@ def run(ctx: "StageContext") -> dict:
         picks = strategies.most_confident(confidence, cfg.budget)
     elif cfg.strategy == "balanced":
         labels = pool["teacher_index"].to_numpy()
-        picks = strategies.class_balanced(labels, confidence, cfg.budget, task.labels)
+        picks = strategies.class_balanced(labels, confidence, cfg.budget, task.labels, _prior(ctx, cfg))
     else:
         teacher = np.stack([np.asarray(p, dtype=np.float64) for p in pool["teacher_probs"]])
         student = _student_probs(ctx, cfg, pool["id"].tolist())

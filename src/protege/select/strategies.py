@@ -6,9 +6,8 @@ sentence saying why, which the ``selected`` table stores beside the example.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -42,18 +41,30 @@ def most_confident(confidence: np.ndarray, budget: int) -> list[Pick]:
 
 
 def class_balanced(
-    labels: np.ndarray, confidence: np.ndarray, budget: int, names: Sequence[str]
+    labels: np.ndarray, confidence: np.ndarray, budget: int, names: Sequence[str],
+    prior: Optional[Sequence[float]] = None,
 ) -> list[Pick]:
-    """At most ceil(budget / labels) texts per teacher label, the most confident of each; a label with fewer
-    texts leaves its share unused rather than handing it to a label the teacher already over-predicts."""
+    """The most confident texts of each teacher label, at most a quota per label: budget x prior share, rounded
+    so the quotas sum to the budget, the prior uniform unless given. A label with fewer texts leaves its quota unused rather than handing it to
+    a label the teacher already over-predicts.
+
+    A uniform prior suits a teacher that collapses onto one label; on data whose classes are far from even
+    (two thirds of drug reviews are positive) it teaches the student the wrong prior, so pass the class shares
+    of the gold seed instead.
+    """
     _check(budget)
-    cap = math.ceil(budget / len(names))
+    shares = np.full(len(names), 1 / len(names)) if prior is None else np.asarray(prior, dtype=np.float64)
+    if shares.shape != (len(names),) or (shares < 0).any() or shares.sum() <= 0:
+        raise ValueError(f"class_balanced: prior needs one non-negative share per label {list(names)}, got {prior}")
+    exact = budget * shares / shares.sum()
+    quotas = np.floor(exact).astype(int)
+    quotas[np.argsort(-(exact - quotas), kind="stable")[: budget - quotas.sum()]] += 1  # largest remainders
     picks: list[tuple[float, Pick]] = []
     for k, name in enumerate(names):
         rows = np.flatnonzero(labels == k)
-        ranked = rows[np.argsort(-confidence[rows], kind="stable")][:cap]
+        ranked = rows[np.argsort(-confidence[rows], kind="stable")][: quotas[k]]
         for r, i in enumerate(ranked):
-            reason = (f"balanced: {r + 1}/{len(ranked)} of label {name} (cap {cap}), "
+            reason = (f"balanced: {r + 1}/{len(ranked)} of label {name} (quota {quotas[k]}), "
                       f"confidence={confidence[i]:.2f}")
             picks.append((float(confidence[i]), Pick(int(i), reason)))
     picks.sort(key=lambda cp: -cp[0])
