@@ -18,7 +18,8 @@ EOS = 2
 
 def test_fraction_one_trains_on_the_students_own_greedy_continuations():
     student, data = tiny_llama(), random_examples(6)
-    source = OnPolicySource(data, student, OnPolicyConfig(fraction=1.0, temperature=0, max_new_tokens=5), eos_id=EOS)
+    config = OnPolicyConfig(fraction=1.0, temperature=0, max_new_tokens=5, generation_dtype=None)
+    source = OnPolicySource(data, student, config, eos_id=EOS)
     student.train()
     modes = []
     hook = student.register_forward_pre_hook(lambda module, args: modes.append(module.training))
@@ -36,6 +37,23 @@ def test_fraction_one_trains_on_the_students_own_greedy_continuations():
         assert batch["input_ids"][row, :n].tolist() != data.sequences[i]
         # scored positions: exactly those predicting the generated tokens
         assert batch["loss_mask"][row].nonzero().flatten().tolist() == list(range(len(prompt) - 1, n - 1))
+
+
+def test_rollouts_sample_from_a_bf16_copy_that_follows_the_training_weights():
+    student, data = tiny_llama(), random_examples(6)
+    source = OnPolicySource(data, student, OnPolicyConfig(fraction=1.0, temperature=0, max_new_tokens=5), eos_id=EOS)
+    source.batch([0, 1])
+    copy = source.generator()
+    assert copy is not student and all(p.dtype == torch.bfloat16 for p in copy.parameters())
+    assert all(not p.requires_grad for p in copy.parameters())
+    floats = {n: b.dtype for n, b in student.named_buffers() if b.is_floating_point()}
+    assert {n: b.dtype for n, b in copy.named_buffers() if b.is_floating_point()} == floats  # RoPE stays fp32
+    with torch.no_grad():
+        next(student.parameters()).add_(1.0)  # an optimizer step
+    assert source.generator() is copy  # refreshed in place, not rebuilt
+    for mine, theirs in zip(copy.parameters(), student.parameters()):
+        assert torch.equal(mine, theirs.to(torch.bfloat16))
+    assert next(student.parameters()).dtype == torch.float32  # the training weights are untouched
 
 
 def test_fraction_zero_is_the_offline_batch():
