@@ -169,3 +169,20 @@ def test_generation_logprobs_match_a_forward_pass(teacher, tiny_llama):
             top = dist.topk(4).values.tolist()
             assert max(row.values()) == pytest.approx(top[0], abs=1e-4)
             assert all(min(abs(v - t) for t in top) < 1e-4 for v in row.values())  # pieces may collide
+
+
+def test_single_token_candidates_of_many_prompts_score_in_one_padded_batch(teacher, tiny_llama):
+    prompts = ["a", "the movie was long and the ending made no sense at all. sentiment:",
+               [{"role": "user", "content": "a boring film. label?"}], "what is two plus three?"]
+    cands = [" a", " the", "x"]
+    assert all(len(teacher.encode_continuation(c)) == 1 for c in cands)  # the batched path applies
+    calls = []
+    hook = tiny_llama.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs["input_ids"].shape),
+                                                with_kwargs=True)
+    got = teacher.score(prompts, [cands] * len(prompts))
+    hook.remove()
+    assert [shape[0] for shape in calls] == [3, 1]  # batch_size 3: two padded passes, no per-candidate pass
+    for prompt, row in zip(prompts, got):
+        p_ids = teacher.encode_prompt(prompt)
+        want = [naive_score(tiny_llama, p_ids, teacher.encode_continuation(c)) for c in cands]
+        assert row == pytest.approx(want, abs=1e-4), prompt

@@ -221,19 +221,37 @@ class HFTeacher:
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]]) -> list[list[float]]:
         """Summed log-probability of each candidate given its prompt.
 
-        The prompt runs once; its KV cache is copied across a batch of candidates, so scoring every label of
-        a classification task costs one prompt pass plus one short batched pass.
+        Prompts whose candidates are all one token (label words, usually) run ``batch_size`` at a time, left
+        padded, with only the last position's logits computed: one batched pass scores every label of several
+        texts. Otherwise the prompt runs once and its KV cache is copied across a batch of candidates, so
+        scoring every candidate costs one prompt pass plus one short batched pass.
         """
         if len(prompts) != len(continuations):
             raise ValueError(f"score: {len(prompts)} prompts but {len(continuations)} candidate lists")
-        return [self._score_one(p, list(c)) for p, c in zip(prompts, continuations)]
+        cand_ids = [[self.encode_continuation(c) for c in row] for row in continuations]
+        scores: list[list[float]] = [[] for _ in prompts]
+        single = [i for i, row in enumerate(cand_ids) if all(len(ids) == 1 for ids in row)]
+        for chunk in _chunks(single, max(self.batch_size, 1)):
+            logprobs = self._last_logprobs([self.encode_prompt(prompts[i]) for i in chunk])
+            for row, i in enumerate(chunk):
+                scores[i] = [float(logprobs[row, ids[0]]) for ids in cand_ids[i]]
+        for i in sorted(set(range(len(prompts))) - set(single)):
+            scores[i] = self._score_one(prompts[i], cand_ids[i])
+        return scores
 
-    def _score_one(self, prompt: Prompt, candidates: list[str]) -> list[float]:
+    def _last_logprobs(self, seqs: Sequence[list[int]]) -> torch.Tensor:
+        """``(batch, vocab)`` next-token log-probabilities after each sequence, the batch left padded."""
+        ids, mask = self._pad(seqs, side="left")
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
+                             logits_to_keep=1).logits[:, -1]
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _score_one(self, prompt: Prompt, cand_ids: list[list[int]]) -> list[float]:
         prompt_ids = self.encode_prompt(prompt)
         first = self._model(input_ids=torch.tensor([prompt_ids], device=self.device), use_cache=True)
         first_logprobs = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
-        cand_ids = [self.encode_continuation(c) for c in candidates]
-        scores = [0.0] * len(candidates)
+        scores = [0.0] * len(cand_ids)
         todo = [i for i, ids in enumerate(cand_ids) if ids]  # an empty continuation has probability 1
         for chunk in _chunks(todo, max(self.batch_size, 1)):
             seqs = [cand_ids[i] for i in chunk]
