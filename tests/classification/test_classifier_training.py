@@ -97,3 +97,15 @@ def test_source_pads_per_batch(encoder):
     source = ExampleSource(Examples.from_labels(["good", "the movie was very good"], [1, 1], 2), tokenizer, 16)
     assert source.batch([0])["input_ids"].shape == (1, 3)
     assert source.batch([0, 1])["input_ids"].shape == (2, 7)
+
+
+def test_gold_seed_baseline_gets_as_many_steps_as_the_student():
+    from protege.train.classifier_stage import same_steps
+    from protege.train.loop import total_steps
+
+    cfg = ClassifierTrainConfig(loop=LoopConfig(epochs=3, micro_batch_size=32))
+    baseline = same_steps(cfg, examples=2000, seed_examples=100)
+    assert total_steps(baseline.loop, 100, world=1) == total_steps(cfg.loop, 2000, world=1) == 188
+    assert total_steps(cfg.loop, 100, world=1) == 10  # what the student's epochs would have given it
+    fixed = ClassifierTrainConfig(loop=LoopConfig(steps=50))
+    assert same_steps(fixed, 2000, 100).loop.steps == 50

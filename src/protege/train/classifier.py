@@ -55,7 +55,8 @@ class ClassifierTrainConfig(Section):
     temperature: float = Field(2.0, gt=0, description="Softening temperature of the KD loss (1 = none).")
     max_length: int = Field(128, ge=8, description="Tokens per text; longer texts are truncated.")
     gold_seed_baseline: bool = Field(
-        True, description="Also train a student on the gold seed alone (same trainer), to compare in the report."
+        True, description="Also train a student on the gold seed alone, to compare in the report: same trainer, "
+        "as many optimizer steps as the student (more epochs over the small seed), best dev weights kept."
     )
     learning_curve: list[float] = Field(
         default_factory=lambda: [0.25, 0.5],

@@ -37,9 +37,9 @@ def training_examples(run: Run, config: ClassifierTrainConfig, labels: list[str]
 
 
 def train_and_save(ctx: "StageContext", name: str, examples: Examples, folder: tuple[str, ...],
-                   info: dict[str, Any]) -> dict[str, Any]:
+                   info: dict[str, Any], cfg: ClassifierTrainConfig | None = None) -> dict[str, Any]:
     """Fit one student, save it under ``artifacts/<folder>``, drop its resume checkpoints; returns its entry."""
-    cfg: ClassifierTrainConfig = ctx.config
+    cfg = cfg or ctx.config
     labels = ctx.recipe.task.labels
     dev_texts, dev_labels = inputs.teacher_dev(ctx.run)
     fitted = fit(cfg, examples, dev_texts, dev_labels, labels, run=ctx.run, name=name, seed=ctx.recipe.seed)
@@ -51,6 +51,18 @@ def train_and_save(ctx: "StageContext", name: str, examples: Examples, folder: t
     console.info(f"train: {name}: {len(examples)} examples, {fitted.result.steps} steps, dev agreement with the "
                  f"teacher {fitted.result.best if fitted.result.best is not None else float('nan'):.1%}")
     return entry
+
+
+def same_steps(cfg: ClassifierTrainConfig, examples: int, seed_examples: int) -> ClassifierTrainConfig:
+    """The trainer for the gold-seed baseline, as many optimizer steps long as the student's.
+
+    A hundred gold texts are three or four steps per epoch: with the student's epochs the baseline would stop
+    after about ten steps, under-trained, and flatter the student. Early stopping still picks its best weights.
+    """
+    if cfg.loop.epochs is None:
+        return cfg
+    epochs = cfg.loop.epochs * examples / max(seed_examples, 1)
+    return cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"epochs": epochs})})
 
 
 def run(ctx: "StageContext") -> dict[str, Any]:
@@ -67,7 +79,8 @@ def run(ctx: "StageContext") -> dict[str, Any]:
         seed = inputs.gold_seed(ctx.run, len(labels))
         if len(seed):
             students[GOLD_SEED] = train_and_save(ctx, GOLD_SEED, seed, ("students", GOLD_SEED),
-                                                 {"teacher_labelled": 0, "gold": len(seed)})
+                                                 {"teacher_labelled": 0, "gold": len(seed)},
+                                                 same_steps(cfg, len(examples), len(seed)))
         else:
             console.warn("train.gold_seed_baseline: the run has no gold seed (data.seed_size: 0); no baseline trained")
     teacher_part = examples.subset(range(n_teacher))
