@@ -36,6 +36,35 @@ def render_prompt(tokenizer: Any, prompt: Prompt, model_id: str = "model") -> st
     return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
 
 
+def pad_batch(seqs: Sequence[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows padded with ``pad_id`` to the longest, and their attention mask.
+
+    Left padding makes every row end at the last position, where generation or next-token scoring reads.
+    """
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        span = slice(width - len(seq), width) if side == "left" else slice(0, len(seq))
+        ids[row, span] = torch.tensor(seq, dtype=torch.long)
+        mask[row, span] = 1
+    return ids, mask
+
+
+def last_position_logits(model: Any, seqs: Sequence[list[int]], pad_id: int) -> torch.Tensor:
+    """``(batch, vocab)`` next-token logits after each sequence, in one left-padded pass.
+
+    ``logits_to_keep=1``: only the last position goes through the output projection; the full-vocabulary head
+    over every position would cost a quarter of the forward pass and most of its memory.
+    """
+    ids, mask = pad_batch(seqs, pad_id, side="left")
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    device = next(model.parameters()).device
+    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                use_cache=False, logits_to_keep=1)
+    return out.logits[:, -1]
+
+
 def tail_logprob(top_logprobs: torch.Tensor) -> torch.Tensor:
     """log(1 - sum(exp(top))) over the last dim: the mass outside the top k, ``-inf`` when there is none."""
     covered = torch.logsumexp(top_logprobs.double(), dim=-1).clamp(max=0.0)
@@ -99,13 +128,7 @@ class HFTeacher:
         return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _pad(self, seqs: Sequence[list[int]], side: str) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self._tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, seq in enumerate(seqs):
-            span = slice(width - len(seq), width) if side == "left" else slice(0, len(seq))
-            ids[row, span] = torch.tensor(seq, dtype=torch.long)
-            mask[row, span] = 1
+        ids, mask = pad_batch(seqs, self._tokenizer.pad_token_id, side)
         return ids.to(self.device), mask.to(self.device)
 
     # ------------------------------------------------------------------------------------------ raw access
@@ -232,20 +255,14 @@ class HFTeacher:
         scores: list[list[float]] = [[] for _ in prompts]
         single = [i for i, row in enumerate(cand_ids) if all(len(ids) == 1 for ids in row)]
         for chunk in _chunks(single, max(self.batch_size, 1)):
-            logprobs = self._last_logprobs([self.encode_prompt(prompts[i]) for i in chunk])
+            logits = last_position_logits(self._model, [self.encode_prompt(prompts[i]) for i in chunk],
+                                          self._tokenizer.pad_token_id)
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
             for row, i in enumerate(chunk):
                 scores[i] = [float(logprobs[row, ids[0]]) for ids in cand_ids[i]]
         for i in sorted(set(range(len(prompts))) - set(single)):
             scores[i] = self._score_one(prompts[i], cand_ids[i])
         return scores
-
-    def _last_logprobs(self, seqs: Sequence[list[int]]) -> torch.Tensor:
-        """``(batch, vocab)`` next-token log-probabilities after each sequence, the batch left padded."""
-        ids, mask = self._pad(seqs, side="left")
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
-                             logits_to_keep=1).logits[:, -1]
-        return torch.log_softmax(logits.float(), dim=-1)
 
     def _score_one(self, prompt: Prompt, cand_ids: list[list[int]]) -> list[float]:
         prompt_ids = self.encode_prompt(prompt)

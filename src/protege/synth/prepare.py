@@ -101,19 +101,9 @@ def label_logits(model: Any, batch: list[list[int]], heads: list[list[int]], pad
     """``(batch, labels)``: log-sum-exp of each label's head-token logits at the last prompt position."""
     import torch
 
-    width = max(len(s) for s in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, seq in enumerate(batch):  # left padding: every prompt ends at the last position
-        ids[row, width - len(seq):] = torch.tensor(seq)
-        mask[row, width - len(seq):] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    device = next(model.parameters()).device
-    # logits_to_keep=1: only the last position is needed; the full-vocabulary head over every position would
-    # cost a quarter of the forward pass and most of its memory.
-    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                logits_to_keep=1)
-    last = out.logits[:, -1].float()
+    from protege.models.hf import last_position_logits
+
+    last = last_position_logits(model, batch, pad_id).float()
     return torch.stack([torch.logsumexp(last[:, h], dim=-1) for h in heads], dim=-1)
 
 

@@ -24,6 +24,7 @@ from typing import Any, Literal, Optional, Sequence
 import torch
 from pydantic import Field
 
+from protege.models.hf import pad_batch
 from protege.section import Section
 from protege.train.lm_data import LMExamples, collate
 
@@ -89,12 +90,8 @@ class OnPolicySource:
         """The student's continuation of each prompt, up to and including its EOS."""
         model, cfg, pad = self.generator(), self.config, self.examples.pad_id
         device = next(model.parameters()).device
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, p in enumerate(prompts):  # left padding: every prompt ends where generation starts
-            ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            attention[row, width - len(p):] = 1
+        ids, attention = pad_batch(prompts, pad, side="left")  # every prompt ends where generation starts
+        width = ids.shape[1]
         was_training = model.training
         model.eval()
         try:
