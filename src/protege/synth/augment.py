@@ -164,10 +164,7 @@ def run(ctx: "StageContext") -> dict[str, Any]:
     from protege.train.classifier_stage import STUDENT, training_examples
 
     cfg: AugmentConfig = ctx.config
-    train_cfg = ctx.recipe.train
-    if train_cfg is None or ctx.recipe.task is None:
-        raise ValueError("stage 'augment' retrains the student: the recipe needs 'task:' and 'train:' sections")
-    labels = ctx.recipe.task.labels
+    train_cfg, labels = inputs.train_settings(ctx.recipe, ctx.name, "retrains the student")
     dev = inputs.annotated_split(ctx.run, "dev")
     dev_texts, dev_labels = dev["text"].tolist(), dev["teacher_index"].to_numpy(dtype=np.int64)
     model, tokenizer, card = load_student(ctx.run.artifact(STUDENT))

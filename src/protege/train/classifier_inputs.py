@@ -1,5 +1,6 @@
 """What the classifier stages read from a run: teacher-labelled training texts, the teacher-labelled dev split,
-the gold seed and the gold test split, as :class:`~protege.train.classifier.Examples` or arrays.
+the gold seed and the gold test split, as :class:`~protege.train.classifier.Examples` or arrays; and from the
+recipe, the train settings and labels the stages that train students share.
 
 Tables come from the front half of the pipeline: ``seed``/``dev``/``test`` (``text``, ``gold_index``) from the
 data stage, ``annotated`` (``split``, ``teacher_probs``, ``teacher_index``) from annotate, ``selected`` from select.
@@ -7,13 +8,23 @@ data stage, ``annotated`` (``split``, ``teacher_probs``, ``teacher_index``) from
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 
 from protege.run import Run
-from protege.train.classifier import Examples
+from protege.train.classifier import ClassifierTrainConfig, Examples
+
+if TYPE_CHECKING:
+    from protege.recipe import Recipe
+
+
+def train_settings(recipe: "Recipe", stage: str, why: str) -> tuple[ClassifierTrainConfig, list[str]]:
+    """The recipe's ``train`` section and task labels, for a stage that trains a student with them."""
+    if recipe.train is None or recipe.task is None:
+        raise ValueError(f"stage {stage!r} {why}: the recipe needs 'task:' and 'train:' sections")
+    return recipe.train, recipe.task.labels
 
 
 def _need(frame: pd.DataFrame, columns: tuple[str, ...], what: str, fix: str) -> pd.DataFrame:

@@ -33,10 +33,7 @@ def run(ctx: "StageContext") -> dict[str, Any]:
     from protege.train.classifier import fit, predict_probs
 
     cfg: FirstStudentConfig = ctx.config
-    train_cfg = ctx.recipe.train
-    if train_cfg is None or ctx.recipe.task is None:
-        raise ValueError("stage 'first_student' uses the train section's settings: add 'task:' and 'train:' sections")
-    labels = ctx.recipe.task.labels
+    train_cfg, labels = inputs.train_settings(ctx.recipe, ctx.name, "uses the train section's settings")
     pool = inputs.annotated_split(ctx.run, "pool")
     rng = np.random.default_rng(ctx.recipe.seed)
     sample = pool.iloc[np.sort(rng.permutation(len(pool))[: cfg.examples])]
