@@ -18,15 +18,12 @@ from pathlib import Path
 
 import torch
 
+from protege.data.packaged import PACKAGED
 from protege.pipeline import run_recipe
 from protege.recipe import parse_recipe
 
 HERE = Path(__file__).parent
-LABELS = {
-    "drug-reviews": ["negative", "neutral", "positive"],
-    "bbc-news": ["business", "entertainment", "politics", "sports", "tech"],
-    "sst2": ["negative", "positive"],
-}
+LABELS = {name: list(p.labels) for name, p in PACKAGED.items() if p.labels}  # the classification datasets
 SUBJECT = {"drug-reviews": "sentiment of this drug review", "bbc-news": "topic of this news article",
            "sst2": "sentiment of this movie review"}
 WORDS = {"sports": ["sport", "Sport", "sports", "Sports"]}

@@ -69,13 +69,13 @@ def _student_probs(ctx: "StageContext", cfg: SelectConfig, ids: list[str]) -> np
 def _prior(ctx: "StageContext", cfg: SelectConfig) -> Optional[np.ndarray]:
     if cfg.class_prior == "uniform":
         return None
-    seed = ctx.run.records.read("seed")
-    gold = seed["gold_index"].fillna(-1).astype(int) if len(seed) and "gold_index" in seed.columns else []
-    gold = np.asarray([g for g in gold if g >= 0])
-    if not len(gold):
+    from protege.train.classifier_inputs import gold_seed
+
+    seed = gold_seed(ctx.run, len(ctx.recipe.task.labels))
+    if not len(seed):
         raise ValueError("select.class_prior: seed takes the label shares of the gold seed, but the run has no "
                          "gold seed; set data.seed_size (e.g. 100) or use class_prior: uniform")
-    return np.bincount(gold, minlength=len(ctx.recipe.task.labels)) / len(gold)
+    return np.bincount(seed.labels, minlength=seed.num_labels) / len(seed)
 
 
 def run(ctx: "StageContext") -> dict:

@@ -45,8 +45,8 @@ def class_balanced(
     prior: Optional[Sequence[float]] = None,
 ) -> list[Pick]:
     """The most confident texts of each teacher label, at most a quota per label: budget x prior share, rounded
-    so the quotas sum to the budget, the prior uniform unless given. A label with fewer texts leaves its quota unused rather than handing it to
-    a label the teacher already over-predicts.
+    so the quotas sum to the budget, the prior uniform unless given. A label with fewer texts leaves its quota
+    unused rather than handing it to a label the teacher already over-predicts.
 
     A uniform prior suits a teacher that collapses onto one label; on data whose classes are far from even
     (two thirds of drug reviews are positive) it teaches the student the wrong prior, so pass the class shares

@@ -247,8 +247,8 @@ def run(ctx: "StageContext") -> dict:
     }
     ctx.run.write_json("annotate.json", summary)
     _say(summary)
-    return {"rows": len(rows), "calibration": chosen, "texts_scored_now": timing["texts_scored_now"],
-            "teacher_requests": {"sent": teacher.stats.misses, "from_ledger": teacher.stats.hits}}
+    # The pipeline adds teacher_requests (sent / from the ledger) to every stage summary that used a teacher.
+    return {"rows": len(rows), "calibration": chosen, "texts_scored_now": timing["texts_scored_now"]}
 
 
 def _say(summary: dict) -> None:
