@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 HERE = Path(__file__).resolve().parent
 GSM8K = HERE.parent.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
@@ -84,23 +84,26 @@ def _tiny_llama(vocab: int, layers: int, seed: int, dtype: Any) -> Any:
     return LlamaForCausalLM(config).to(dtype)
 
 
-def load_models(setup: Setup, teacher_dtype: str = "float32") -> tuple[Any, Any, Any]:
-    """(teacher, student, tokenizer); the student is fp32 and trainable, the teacher frozen in ``teacher_dtype``."""
+def load_models(setup: Setup, teacher_dtype: Optional[str] = "float32") -> tuple[Any, Any, Any]:
+    """(teacher, student, tokenizer); the student is fp32 and trainable, the teacher frozen in ``teacher_dtype``.
+
+    ``teacher_dtype=None`` loads no teacher (None in its place): the cached variant's point is never loading it.
+    """
     import torch
 
-    dtype = getattr(torch, teacher_dtype)
     if setup.quick:
         tok = _tiny_tokenizer()
-        teacher = _tiny_llama(len(tok), 4, 1, dtype)
         student = _tiny_llama(len(tok), 2, 2, torch.float32)
+        teacher = _tiny_llama(len(tok), 4, 1, getattr(torch, teacher_dtype)) if teacher_dtype else None
     else:
         from protege.models.zoo import load_causal_lm
 
-        teacher, tok = load_causal_lm("smollm2-135m-instruct", dtype=dtype)
-        student, _ = load_causal_lm("smollm2-135m-half", dtype=torch.float32)
-    teacher.eval().requires_grad_(False)
-    student.train()
-    return teacher, student, tok
+        student, tok = load_causal_lm("smollm2-135m-half", dtype=torch.float32)
+        teacher = load_causal_lm("smollm2-135m-instruct", dtype=getattr(torch, teacher_dtype))[0] \
+            if teacher_dtype else None
+    if teacher is not None:
+        teacher.eval().requires_grad_(False)
+    return teacher, student.train(), tok
 
 
 def _texts(setup: Setup, n: int) -> list[tuple[str, str]]:
@@ -209,25 +212,12 @@ def protege_cached(setup: Setup, data: dict, clock: StepClock) -> dict:
     from protege.train.lm_objectives import CachedKD, DistillConfig
     from protege.train.loop import train
 
-    _, student, tok = _student_only(setup)
+    _, student, tok = load_models(setup, teacher_dtype=None)
     loaded = rss_mb()
     source = CachedTeacherSource.open(Path(setup.work) / "cache", tok, student.get_output_embeddings().weight.shape[0],
                                       temperature=1.0)
     train(student, _Timed(CachedKD(DistillConfig(kind="jsd", beta=BETA)), clock), source, _loop_config(setup))
     return {"rss_after_load_mb": loaded}
-
-
-def _student_only(setup: Setup) -> tuple[None, Any, Any]:
-    """The cached variant never loads the teacher: that is its point."""
-    import torch
-
-    if setup.quick:
-        tok = _tiny_tokenizer()
-        return None, _tiny_llama(len(tok), 2, 2, torch.float32).train(), tok
-    from protege.models.zoo import load_causal_lm
-
-    student, tok = load_causal_lm("smollm2-135m-half", dtype=torch.float32)
-    return None, student.train(), tok
 
 
 def protege_on_policy(setup: Setup, data: dict, clock: StepClock) -> dict:
