@@ -38,15 +38,17 @@ def build_tokenizer(extra_corpus: tuple[str, ...] = (), vocab_size: int = 300) -
     return fast
 
 
-def build_llama(vocab_size: int, layers: int = 4, seed: int = 0, hidden: int = 32) -> LlamaForCausalLM:
+def build_llama(vocab_size: int, layers: int = 4, seed: int = 0, hidden: int = 32, *, pad_id: int = 2,
+                tie: bool = False, max_positions: int = 512) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2, tie_word_embeddings=False,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
+        bos_token_id=1, eos_token_id=2, pad_token_id=pad_id, tie_word_embeddings=tie,
     )
     model = LlamaForCausalLM(config).eval()
     model.generation_config.eos_token_id = 2
+    model.generation_config.pad_token_id = pad_id
     return model
 
 

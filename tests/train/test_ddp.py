@@ -24,8 +24,8 @@ HERE = Path(__file__).parent
                     reason="the accelerate launcher is not installed")
 def test_two_processes_match_one(tmp_path):
     launcher = str(Path(sys.executable).with_name("accelerate"))
-    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1",
-           "ACCELERATE_USE_CPU": "true"}
+    path = os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")])  # tiny_lm, tiny
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     # `--cpu` alone starts one process (multi-CPU needs MPI); --multi_gpu starts torchrun, and
     # ACCELERATE_USE_CPU makes each process join a gloo process group on CPU.
     cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",

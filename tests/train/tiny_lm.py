@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import random
 
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from protege.train.lm_data import LMExamples
+from tiny import build_llama
 
 VOCAB = 97
 
 
 def tiny_llama(seed: int = 0, layers: int = 2, tie: bool = True) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=tie)
-    model = LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = 2
-    model.generation_config.pad_token_id = 0
-    return model
+    """A trainable tiny llama over VOCAB ids; pad 0, EOS 2."""
+    return build_llama(VOCAB, layers, seed, hidden=64, pad_id=0, tie=tie, max_positions=128).train()
 
 
 def random_examples(n: int = 16, seed: int = 0, min_len: int = 6, max_len: int = 20) -> LMExamples:
