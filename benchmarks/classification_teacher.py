@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from protege.data.packaged import PACKAGED
-from protege.pipeline import run_recipe
-from protege.recipe import parse_recipe
+from protege.pipeline.runner import run_recipe
+from protege.pipeline.recipe import parse_recipe
 
 HERE = Path(__file__).parent
 LABELS = {name: list(p.labels) for name, p in PACKAGED.items() if p.labels}  # the classification datasets
@@ -45,8 +45,8 @@ def recipe(dataset: str, run_dir: Path, args: argparse.Namespace) -> dict:
         "annotate": {"tables": ["pool", "dev", "test"], "chunk_size": 16},
     }
     if args.prepared:
-        out["prepare_teacher"] = {"epochs": args.epochs, "max_length": 160, "bf16": args.bf16,
-                                  "last_layers": args.last_layers}
+        out["prepare_teacher"] = {"loop": {"epochs": args.epochs, "mixed_precision": "bf16" if args.bf16 else "no"},
+                                  "max_length": 160, "lora": {"last_layers": args.last_layers}}
     return out
 
 

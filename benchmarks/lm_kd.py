@@ -315,7 +315,7 @@ def prepare(setup: Setup, n: int) -> dict:
     import torch
 
     from protege.data.logit_cache import CacheStamp, LogitCache, LogitCacheWriter
-    from protege.train.cache_logits import response_topk
+    from protege.tasks.lm.cache_logits import response_topk
 
     teacher, student, tok = load_models(setup)
     data = prepare_data(setup, tok, n)

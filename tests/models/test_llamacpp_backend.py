@@ -8,7 +8,7 @@ import pytest
 
 from protege.models.base import BackendError, SamplingParams, Teacher
 from protege.models.llamacpp import gguf_path, import_llama_cpp
-from protege.models.zoo import ModelNotFoundError
+from protege.models.resolve import ModelNotFoundError
 
 
 def test_missing_llama_cpp_names_the_extra_and_portable_build(monkeypatch):

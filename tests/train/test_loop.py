@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 
-from protege.run import Run
+from protege.core.run import Run
 from protege.train.lm_objectives import SFT
 from protege.train.lora import LoraConfig
-from protege.train.loop import IndexStream, LoopConfig, lr_factor, train
+from protege.train.loop import LoopConfig, train
+from protege.train.schedule import IndexStream, lr_factor
 
 from tiny_lm import random_examples, tiny_llama
 
@@ -180,7 +181,7 @@ def test_config_needs_a_length():
 def test_a_lora_student_is_saved_merged_and_reloads_identically(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from protege.train.lm_stage import save_student
+    from protege.tasks.lm.train import save_student
     from tiny import build_tokenizer
 
     data = random_examples(8)

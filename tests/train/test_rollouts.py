@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from protege.run import Run
+from protege.core.run import Run
 from protege.train.lm_objectives import DistillConfig, LogitKD
 from protege.train.loop import LoopConfig, train
 from protege.train.rollouts import OnPolicyConfig, OnPolicySource

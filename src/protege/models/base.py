@@ -1,8 +1,8 @@
 """The one small interface every teacher backend implements, and the value types it returns.
 
 A backend is stateless apart from its loaded model or client: caching, budgets and provenance live in the
-ledger (``protege.run.ledger``), which wraps any backend. Keep the three methods pure in that sense: the same
-request returns the same kind of answer whatever was asked before.
+ledger (:mod:`protege.core.ledger`, through :mod:`protege.models.ledgered`), which wraps any backend. Keep the
+three methods pure in that sense: the same request returns the same kind of answer whatever was asked before.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """A teacher wrapped by the ledger: every request is looked up first and every answer stored as it arrives.
 
-Stages never hold a bare backend; they get a ``LedgeredTeacher`` from the pipeline, so caching, resumption,
-token accounting and cost come for free and the same way for every backend.
+Stages never hold a bare backend; they get a ``LedgeredTeacher`` from the run's teacher route
+(:mod:`protege.models.route`), so caching, resumption, token accounting and cost come for free and the same way
+for every backend. It passes nothing else through: a stage that needs the weights asks the route for them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
-from protege.ledger import CallRecord, Ledger, call_key
+from protege.core.ledger import CallRecord, Ledger, call_key
 from protege.models.base import Generation, Prompt, SamplingParams, Teacher, TopK
 
 
@@ -59,10 +60,6 @@ class LedgeredTeacher:
     @property
     def model_id(self) -> str:
         return self.inner.model_id
-
-    def __getattr__(self, name: str) -> Any:
-        # Backend extras (tokenizer, forward_logits) pass through; they are not teacher calls to account.
-        return getattr(self.inner, name)
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Generation]]:
         answers = self._cached(

@@ -35,7 +35,7 @@ def import_llama_cpp() -> Any:
 
 def gguf_path(name_or_path: str | os.PathLike[str]) -> str:
     """The .gguf file behind an embedded name or a local path."""
-    from protege.models.zoo import resolve
+    from protege.models.resolve import resolve
 
     resolved = resolve(name_or_path)
     if resolved.gguf_file is None or (resolved.embedded and resolved.embedded.name != "smollm2-135m-instruct"):
@@ -62,7 +62,7 @@ class LlamaCppTeacher:
     ):
         llama_cpp = import_llama_cpp()
         self._path = gguf_path(name_or_path)
-        from protege.models.zoo import resolve
+        from protege.models.resolve import resolve
 
         self._model_id = resolve(name_or_path).model_id
         # logits_all: scoring reads every position's logits, and generation logprobs need them too.

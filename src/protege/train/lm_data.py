@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from protege import console
+from protege.core import console
 from protege.models.hf import render_prompt
 
 

@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import Tensor
 
 from protege.losses import KINDS, Kind, ProjectedTeacher, TopKTeacher, head_divergence
-from protege.section import Section
+from protege.core.section import Section
 
 _NO_LOGITS = torch.empty(0, dtype=torch.long)  # logits_to_keep: compute none, we project ourselves
 

@@ -32,10 +32,12 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from protege import console
-from protege.section import Section
-from protege.run import Run
+from protege.core import console
+from protege.core.section import Section
+from protege.core.run import Run
+from protege.train.checkpoints import Improvement, checkpoints
 from protege.train.lora import LoraConfig, apply_lora
+from protege.train.schedule import IndexStream, lr_factor, total_steps
 
 Batch = dict[str, Any]
 
@@ -110,6 +112,7 @@ class TrainResult:
     model: Any  # the trained model, unwrapped (a peft model when LoRA was used)
     steps: int  # optimizer steps taken in total, including those of a resumed run
     metrics: dict[str, float] = field(default_factory=dict)  # last logged training metrics
+    history: list[dict[str, float]] = field(default_factory=list)  # every logged training record, in order
     evaluations: list[dict[str, float]] = field(default_factory=list)
     best: Optional[float] = None  # best early-stopping metric seen
     stopped_early: bool = False
@@ -117,49 +120,6 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------- pieces
-
-
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Multiplier of the peak learning rate for optimizer step ``step`` (0-based) of ``total``."""
-    if step < warmup:
-        return (step + 1) / (warmup + 1)
-    if schedule == "constant":
-        return 1.0
-    progress = (step - warmup) / max(1, total - warmup)
-    if schedule == "linear":
-        return max(0.0, 1.0 - progress)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def total_steps(config: LoopConfig, examples: int, world: int) -> int:
-    if config.steps is not None:
-        return config.steps
-    per_step = config.micro_batch_size * config.grad_accum * world
-    return max(1, math.ceil(config.epochs * examples / per_step))
-
-
-class IndexStream:
-    """Example indices in a fresh seeded permutation per epoch, read as one endless stream.
-
-    Step ``s`` takes the next ``global_batch`` positions of the stream, so the examples of a step depend only on
-    the seed, the step and the global batch size.
-    """
-
-    def __init__(self, size: int, seed: int):
-        if size <= 0:
-            raise ValueError("the batch source is empty: there is nothing to train on")
-        self.size, self.seed = size, seed
-        self._perms: dict[int, list[int]] = {}
-
-    def _perm(self, epoch: int) -> list[int]:
-        if epoch not in self._perms:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perms = {epoch: torch.randperm(self.size, generator=gen).tolist()}
-        return self._perms[epoch]
-
-    def step(self, step: int, global_batch: int) -> list[int]:
-        start = step * global_batch
-        return [self._perm(p // self.size)[p % self.size] for p in range(start, start + global_batch)]
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -196,70 +156,6 @@ def _adamw(model: torch.nn.Module, config: LoopConfig) -> torch.optim.AdamW:
 
 def _to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-
-
-def _checkpoints(folder: Path) -> list[Path]:
-    if not folder.exists():
-        return []
-    return sorted(p for p in folder.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
-
-
-class _Improvement:
-    """Early-stopping bookkeeping; also remembers the best weights when they are to be restored.
-
-    With a checkpoint folder the best weights are also written to ``best.pt`` beside the step checkpoints, so a
-    run killed after its best evaluation still ends with those weights when it resumes.
-    """
-
-    FILE = "best.pt"
-
-    def __init__(self, config: Optional[EarlyStopping], folder: Optional[Path] = None, main: bool = True):
-        self.config = config
-        self.best: Optional[float] = None
-        self.bad = 0
-        self.best_state: Optional[dict[str, Tensor]] = None
-        self.path = folder / self.FILE if folder is not None and config is not None and config.restore_best \
-            else None
-        self.main = main
-
-    def update(self, metrics: dict[str, float], model: torch.nn.Module, step: int) -> bool:
-        """Record an evaluation; True when training should stop."""
-        cfg = self.config
-        if cfg is None:
-            return False
-        if cfg.metric not in metrics:
-            raise KeyError(f"early_stopping.metric={cfg.metric!r} is not among the evaluation metrics "
-                           f"{sorted(metrics)}")
-        value = metrics[cfg.metric]
-        better = self.best is None or (value < self.best if cfg.mode == "min" else value > self.best)
-        if better:
-            self.best, self.bad = value, 0
-            if cfg.restore_best:
-                self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                self._save(step)
-        else:
-            self.bad += 1
-        return self.bad >= cfg.patience
-
-    def _save(self, step: int) -> None:
-        if self.path is None or not self.main:
-            return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        torch.save({"step": step, "value": self.best, "state": self.best_state}, tmp)
-        os.replace(tmp, self.path)
-
-    def state(self) -> dict:
-        return {"best": self.best, "bad": self.bad}
-
-    def load(self, state: dict) -> None:
-        """Resume from a checkpoint's bookkeeping, with the best weights it refers to."""
-        self.best, self.bad = state.get("best"), state.get("bad", 0)
-        if self.path is None or self.best is None or not self.path.exists():
-            return
-        saved = torch.load(self.path, map_location="cpu", weights_only=True)
-        # A best.pt newer than the checkpoint (killed in between) is rewritten when the replayed steps reach it.
-        if saved["value"] == self.best:
-            self.best_state = saved["state"]
 
 
 class _MetricsLog:
@@ -323,10 +219,10 @@ def train(
                                                 if isinstance(v, (int, float, str, bool))})
     log = _MetricsLog(run, name, main)
     ckpt_root = run.artifact("checkpoints", name, "x").parent if run is not None else None
-    improvement = _Improvement(config.early_stopping, ckpt_root, main)
+    improvement = Improvement(config.early_stopping, ckpt_root, main)
 
     start = 0
-    previous = _checkpoints(ckpt_root) if ckpt_root is not None and config.resume else []
+    previous = checkpoints(ckpt_root) if ckpt_root is not None and config.resume else []
     if previous:
         accelerator.load_state(str(previous[-1]))
         state = json.loads((previous[-1] / "trainer_state.json").read_text())
@@ -348,7 +244,7 @@ def train(
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
-            for old in _checkpoints(ckpt_root)[: -config.keep_checkpoints]:
+            for old in checkpoints(ckpt_root)[: -config.keep_checkpoints]:
                 shutil.rmtree(old)
         accelerator.wait_for_everyone()
 
@@ -414,6 +310,7 @@ def train(
                 if grad_norm is not None:
                     record["grad_norm"] = float(grad_norm)
                 result.metrics = record
+                result.history.append(record)
                 log.write("train", record)
                 if tracking:
                     accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=done)

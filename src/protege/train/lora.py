@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from pydantic import Field
 
-from protege.section import Section
+from protege.core.section import Section
 
 
 class LoraConfig(Section):
@@ -18,6 +18,9 @@ class LoraConfig(Section):
     target_modules: Optional[list[str]] = Field(
         None, description="Module names to adapt (e.g. [q_proj, v_proj]); None uses peft's default for the "
         "architecture.")
+    last_layers: Optional[int] = Field(
+        None, ge=1, description="Adapt only the last N decoder layers; the backward pass then stops there (with a "
+        "third of the layers a step costs about half as much). All layers if unset.")
     modules_to_save: Optional[list[str]] = Field(
         None, description="Modules trained in full alongside the adapters (e.g. a new classification head). "
         "Classifiers get their head automatically.")
@@ -40,9 +43,13 @@ def apply_lora(model: Any, config: LoraConfig) -> Any:
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
+    layers = None
+    if config.last_layers is not None:
+        depth = model.config.num_hidden_layers
+        layers = list(range(max(depth - config.last_layers, 0), depth))
     peft_config = PeftLoraConfig(
         r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=config.target_modules,
-        modules_to_save=config.modules_to_save, task_type=_task_type(model),
+        modules_to_save=config.modules_to_save, layers_to_transform=layers, task_type=_task_type(model),
     )
     try:
         return get_peft_model(model, peft_config)

@@ -25,7 +25,7 @@ import torch
 from pydantic import Field
 
 from protege.models.hf import pad_batch
-from protege.section import Section
+from protege.core.section import Section
 from protege.train.lm_data import LMExamples, collate
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal, Optional, Union
 import torch
 from pydantic import Field
 
-from protege.section import Section
+from protege.core.section import Section
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -37,7 +37,8 @@ def kept_layers(spec: Union[str, list[int]], total: int) -> list[int]:
 
 def load_student(config: StudentConfig, teacher_model: Optional[str] = None) -> tuple[Any, Any]:
     """(model, tokenizer) of the student, in train mode."""
-    from protege.models.zoo import load_causal_lm, prune_layers
+    from protege.models.prune import prune_layers
+    from protege.models.zoo import load_causal_lm
 
     dtype = DTYPES[config.dtype]
     if config.prune_teacher is not None:

@@ -1,0 +1,71 @@
+"""A run directory: everything one recipe produced, and the only channel through which stages talk.
+
+    <run>/recipe.yaml       the resolved recipe, as validated
+    <run>/ledger.sqlite     every teacher call and stage status (protege.core.ledger)
+    <run>/records/<table>/  Parquet shards of examples with provenance (protege.core.records)
+    <run>/artifacts/        checkpoints, metrics (JSON), plots, the report
+    <run>/stages/<name>.yaml  the settings that produced each finished stage's outputs
+    <run>/events.jsonl      one JSON object per event, for machines
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from protege.core.ledger import Ledger
+from protege.core.records import RecordStore
+
+
+class Run:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(self.path / "ledger.sqlite")
+        self.records = RecordStore(self.path / "records")
+        self.artifacts = self.path / "artifacts"
+        self.artifacts.mkdir(exist_ok=True)
+
+    @classmethod
+    def open_existing(cls, path: str | Path) -> "Run":
+        path = Path(path)
+        if not (path / "ledger.sqlite").exists():
+            raise FileNotFoundError(
+                f"{path} is not a protege run directory (no ledger.sqlite); pass the run_dir of a recipe that ran"
+            )
+        return cls(path)
+
+    def artifact(self, *parts: str) -> Path:
+        """Path under ``artifacts/``, with parent folders created."""
+        target = self.artifacts.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        target = self.artifact(name)
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(json.dumps(obj, indent=2, default=str))
+        os.replace(tmp, target)
+        return target
+
+    def read_json(self, name: str) -> Any:
+        return json.loads((self.artifacts / name).read_text())
+
+    def write_stage_settings(self, stage: str, inputs: dict) -> Path:
+        """Keep the settings a finished stage ran with beside the run (also in the ledger)."""
+        folder = self.path / "stages"
+        folder.mkdir(exist_ok=True)
+        target = folder / f"{stage}.yaml"
+        tmp = target.with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(inputs, sort_keys=False))
+        os.replace(tmp, target)
+        return target
+
+    def log_event(self, event: str, **fields: Any) -> None:
+        with open(self.path / "events.jsonl", "a") as fh:
+            fh.write(json.dumps({"time": time.time(), "event": event, **fields}, default=str) + "\n")

@@ -1,1 +1,0 @@
-"""Choosing what the student learns from: selection strategies and the select stage."""

@@ -1,0 +1,88 @@
+"""What the classifier stages read from a run: teacher-labelled training texts, the teacher-labelled dev split,
+the gold seed and the gold test split, as :class:`~protege.tasks.classify.student.Examples` or arrays; and from the
+recipe, the train settings and labels the stages that train students share.
+
+Tables come from the front half of the pipeline: ``seed``/``dev``/``test`` (``text``, ``gold_index``) from the
+data stage, ``annotated`` (``split``, ``teacher_probs``, ``teacher_index``) from annotate, ``selected`` from select.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from protege.core.run import Run
+from protege.tasks.classify.student import ClassifierTrainConfig, Examples
+from protege.tasks.classify import tables
+
+if TYPE_CHECKING:
+    from protege.stage import StageContext
+
+
+def train_settings(ctx: "StageContext", why: str) -> tuple[ClassifierTrainConfig, list[str]]:
+    """The recipe's ``train`` section and task labels, for a stage that trains a student with them."""
+    train = ctx.section("train")
+    if train is None or ctx.task is None:
+        raise ValueError(f"stage {ctx.name!r} {why}: the recipe needs 'task:' and 'train:' sections")
+    return train, ctx.task.labels
+
+
+def _need(frame: pd.DataFrame, columns: tuple[str, ...], what: str, fix: str) -> pd.DataFrame:
+    missing = [c for c in columns if c not in frame.columns]
+    if not len(frame) or missing:
+        raise ValueError(f"{what} is empty or lacks columns {missing or list(columns)}: {fix}")
+    return frame
+
+
+def teacher_examples(frame: pd.DataFrame, targets: Literal["soft", "hard"], num_labels: int) -> Examples:
+    """Rows with the teacher's distribution (soft) or its top label (hard) as the target."""
+    texts = frame["text"].tolist()
+    if targets == "hard":
+        return Examples.from_labels(texts, frame["teacher_index"].astype(int).tolist(), num_labels)
+    probs = np.stack([np.asarray(p, dtype=np.float64) for p in frame["teacher_probs"]])
+    if probs.shape[1] != num_labels:
+        raise ValueError(f"teacher_probs have {probs.shape[1]} classes but the task has {num_labels} labels; "
+                         "re-run annotate after changing task.labels")
+    return Examples.from_soft(texts, probs / probs.sum(1, keepdims=True))
+
+
+def training_table(run: Run, table: str) -> pd.DataFrame:
+    return _need(run.records.read(table), ("text", "teacher_probs", "teacher_index"), f"table {table!r}",
+                 "run the annotate and select stages first, or point train.train_table at a teacher-labelled table")
+
+
+def annotated_split(run: Run, split: str) -> pd.DataFrame:
+    """The annotated rows of one split (``dev`` or ``test``), each with the teacher's label and distribution."""
+    table = run.records.read(tables.ANNOTATED)
+    if len(table) and "split" in table.columns:
+        table = table[table["split"] == split].reset_index(drop=True)
+    return _need(table, ("text", "teacher_probs", "teacher_index"), f"the teacher-labelled {split} split",
+                 f"keep '{split}' in annotate.tables so the teacher labels it")
+
+
+def teacher_dev(run: Run) -> tuple[list[str], np.ndarray]:
+    """Dev texts and the teacher's labels for them: what early stopping and augmentation aim at."""
+    dev = annotated_split(run, tables.DEV)
+    return dev["text"].tolist(), dev["teacher_index"].to_numpy(dtype=np.int64)
+
+
+def gold_seed(run: Run, num_labels: int) -> Examples:
+    """The gold-labelled seed texts (rows without a gold label dropped); empty when the run has no seed."""
+    seed = run.records.read(tables.SEED)
+    if not len(seed) or "gold_index" not in seed.columns:
+        return Examples.from_labels([], [], num_labels)
+    seed = seed[seed["gold_index"].fillna(-1).astype(int) >= 0]
+    return Examples.from_labels(seed["text"].tolist(), seed["gold_index"].astype(int).tolist(), num_labels)
+
+
+def gold_test(run: Run) -> pd.DataFrame:
+    """Annotated test rows that have a gold label: teacher and students are scored on exactly these."""
+    test = annotated_split(run, tables.TEST)
+    if "gold_index" not in test.columns:
+        raise ValueError("the annotated test split has no gold_index column: the data stage must keep gold labels")
+    test = test[test["gold_index"].fillna(-1).astype(int) >= 0].reset_index(drop=True)
+    if not len(test):
+        raise ValueError("no test text has a gold label; evaluate needs gold test data (data.label_column)")
+    return test

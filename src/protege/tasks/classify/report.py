@@ -1,0 +1,168 @@
+"""The classification report: ``artifacts/metrics.json`` (written by evaluate) as a :class:`Report`.
+
+Flags come first: a weak teacher or a one-class student is said before any number is shown. Rendering and
+writing are the shared report kit's (:mod:`protege.evaluate.report`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from protege.core.run import Run
+from protege.evaluate.report import Figure, Report, Table, figure_png, pyplot
+from protege.evaluate.report import write_report as write
+from protege.tasks.classify import tables
+from protege.tasks.classify.compare import times
+
+
+def confusion_plot(result: Mapping[str, Any]) -> bytes | None:
+    names = [n for n in ("teacher", "student", "gold_seed_student") if n in result["models"]]
+    if not names:
+        return None
+    plt = pyplot()
+    labels = result["labels"]
+    size = max(3.2, 0.55 * len(labels) + 2)
+    fig, axes = plt.subplots(1, len(names), figsize=(size * len(names), size), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        cm = np.asarray(result["models"][name]["confusion"], dtype=float)
+        rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+        for (i, j), count in np.ndenumerate(cm):
+            ax.text(j, i, f"{int(count)}", ha="center", va="center", color="white" if rows[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("gold")
+        ax.set_title(name.replace("_", " "))
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def reliability_plot(result: Mapping[str, Any]) -> bytes | None:
+    names = [n for n in ("teacher", "student") if n in result["models"]]
+    if not names:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for name, marker in zip(names, ("o", "s")):
+        rel = result["models"][name]["reliability"]
+        pts = [(c, a) for c, a in zip(rel["confidence"], rel["accuracy"]) if c is not None]
+        if pts:
+            conf, acc = zip(*pts)
+            ece = result["models"][name]["ece"]
+            ax.plot(conf, acc, marker=marker, label=f"{name} (ECE {ece:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("reliability on gold test data")
+    ax.legend(loc="upper left", fontsize=8)
+    return figure_png(fig)
+
+
+def learning_curve_plot(result: Mapping[str, Any]) -> bytes | None:
+    curve = result.get("learning_curve") or []
+    if not curve:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    pts = sorted(curve, key=lambda p: p["examples"])
+    ax.plot([p["examples"] for p in pts], [100 * p["accuracy"] for p in pts], marker="o", label="student")
+    lines = [("teacher", result["models"].get("teacher", {}).get("accuracy"), "tab:red"),
+             ("majority class", result["majority"]["accuracy"], "grey"),
+             ("student on gold seed", result["models"].get("gold_seed_student", {}).get("accuracy"), "tab:green")]
+    for label, value, colour in lines:
+        if value is not None:
+            ax.axhline(100 * value, color=colour, linestyle="--", linewidth=1, label=label)
+    ax.set_xlabel("teacher-labelled training examples")
+    ax.set_ylabel("accuracy on gold test (%)")
+    ax.set_title("accuracy against teacher-labelled examples")
+    ax.legend(fontsize=8)
+    return figure_png(fig)
+
+
+def speed_plot(result: Mapping[str, Any]) -> bytes | None:
+    speed = result.get("speed")
+    if not speed:
+        return None
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.2))
+    names = ["teacher", "student"]
+    colours = ["tab:red", "tab:blue"]
+    left.bar(names, [speed[n]["throughput"] for n in names], color=colours)
+    left.set_yscale("log")
+    left.set_ylabel("examples per second (batched)")
+    right.bar(names, [speed[n]["latency_ms"] for n in names], color=colours)
+    right.set_yscale("log")
+    right.set_ylabel("ms per example (alone)")
+    fig.suptitle(f"student is {times(speed['speedup_throughput'])} faster (throughput), same machine")
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+PLOTS = {
+    "confusion": ("Confusion matrices (gold test)", confusion_plot),
+    "reliability": ("Reliability diagram", reliability_plot),
+    "learning_curve": ("Accuracy against the number of teacher-labelled examples", learning_curve_plot),
+    "speed": ("Teacher against student speed", speed_plot),
+}
+
+
+def _fmt(value: Any, pct: bool = True) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    return f"{100 * value:.1f} %" if pct else f"{value:.3f}"
+
+
+def score_rows(result: Mapping[str, Any]) -> list[list[str]]:
+    rows = [["majority class ('" + result["majority"]["label"] + "')", _fmt(result["majority"]["accuracy"]),
+             _fmt(result["majority"]["macro_f1"], False), "–"]]
+    for name, scores in result["models"].items():
+        rows.append([name.replace("_", " "), _fmt(scores["accuracy"]), _fmt(scores["macro_f1"], False),
+                     _fmt(scores["ece"], False)])
+    return rows
+
+
+def fact_rows(result: Mapping[str, Any]) -> list[list[str]]:
+    rows = [["test examples (gold)", str(result["test_examples"])]]
+    if "agreement" in result:
+        rows.append(["teacher–student agreement", _fmt(result["agreement"])])
+    kept = result.get("kept") or {}
+    for key in ("accuracy", "macro_f1"):
+        if kept.get(key) is not None:
+            rows.append([f"share of the teacher's {key.replace('_', '-')} kept", _fmt(kept[key])])
+    speed = result.get("speed")
+    if speed:
+        for who in ("teacher", "student"):
+            rows.append([f"{who} throughput / latency",
+                         f"{speed[who]['throughput']:.1f} ex/s / {speed[who]['latency_ms']:.1f} ms"])
+        rows.append(["student speed-up (throughput)", times(speed["speedup_throughput"])])
+    for key, value in (result.get("training") or {}).items():
+        rows.append([key.replace("_", " "), str(value)])
+    return rows
+
+
+def build(run: Run) -> Report:
+    """The report of a classification run, from its ``metrics.json``."""
+    path = run.artifacts / tables.METRICS
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run the evaluate stage before the report")
+    result = run.read_json(tables.METRICS)
+    blocks: list[Table | Figure] = [
+        Table(["model", "accuracy", "macro-F1", "ECE"], score_rows(result), "Quality on gold test data"),
+        Table(["fact", "value"], fact_rows(result)),
+    ]
+    for key, (caption, draw) in PLOTS.items():
+        png = draw(result)
+        if png is not None:
+            blocks.append(Figure(key, caption, png))
+    return Report(f"protege report: {result.get('name', 'run')}", result.get("headline", ""),
+                  list(result.get("flags") or []), blocks)
+
+
+def write_report(run: Run) -> Path:
+    return write(run, build(run))

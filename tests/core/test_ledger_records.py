@@ -1,0 +1,125 @@
+"""The ledger answers repeated teacher requests and records stage status; records keep provenance and dedupe."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from protege.core.ledger import Ledger, call_key
+from protege.models.base import Generation, SamplingParams, TopK
+from protege.models.ledgered import LedgeredTeacher, Prices
+from protege.core.records import PROVENANCE, RecordStore, record_id
+
+
+class CountingTeacher:
+    """A deterministic teacher that counts how many items reach it."""
+
+    backend = "fake"
+    model_id = "fake-1"
+
+    def __init__(self):
+        self.items = 0
+
+    def generate(self, prompts, params):
+        self.items += len(prompts)
+        return [
+            [Generation(text=f"{p}!{i}", prompt_tokens=len(p), completion_tokens=2) for i in range(params.n)]
+            for p in prompts
+        ]
+
+    def score(self, prompts, continuations):
+        self.items += len(prompts)
+        return [[-float(len(p) + len(c)) for c in cs] for p, cs in zip(prompts, continuations)]
+
+    def topk_logprobs(self, prompts, completions, k):
+        self.items += len(prompts)
+        return [
+            TopK(token_ids=[1, 2, 3], ids=[[1] * k, [2] * k], logprobs=[[-0.1] * k, [-0.2] * k],
+                 token_logprobs=[-0.1, -0.2], tail_logprob=[-3.0, -3.0])
+            for _ in prompts
+        ]
+
+
+def test_call_key_ignores_dict_order_but_not_values():
+    assert call_key("hf", "m", "score", {"a": 1, "b": 2}, {}) == call_key("hf", "m", "score", {"b": 2, "a": 1}, {})
+    assert call_key("hf", "m", "score", "x", {"t": 0}) != call_key("hf", "m", "score", "x", {"t": 1})
+    assert call_key("hf", "m", "score", "x", {}) != call_key("hf", "m2", "score", "x", {})
+
+
+def test_repeated_requests_are_answered_from_the_ledger(tmp_path):
+    inner = CountingTeacher()
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    teacher = LedgeredTeacher(inner, ledger, batch_size=2)
+    first = teacher.score(["a", "bb", "ccc"], [["x", "yy"]] * 3)
+    assert inner.items == 3
+    # A fresh wrapper over the same file (a new process after a crash) pays for nothing already answered.
+    again = LedgeredTeacher(inner, Ledger(tmp_path / "ledger.sqlite"))
+    assert again.score(["bb", "a", "dddd"], [["x", "yy"]] * 3) == [first[1], first[0], [-5.0, -6.0]]
+    assert inner.items == 4
+    assert (again.stats.hits, again.stats.misses) == (2, 1)
+
+
+def test_generate_and_topk_round_trip_through_the_ledger(tmp_path):
+    inner = CountingTeacher()
+    teacher = LedgeredTeacher(inner, Ledger(tmp_path / "l.sqlite"), prices=Prices(1e6, 2e6))
+    params = SamplingParams(n=2, temperature=0.7)
+    gens = teacher.generate(["hi"], params)
+    cached = teacher.generate(["hi"], params)
+    assert cached == gens and isinstance(cached[0][0], Generation) and len(cached[0]) == 2
+    assert inner.items == 1
+    teacher.generate(["hi"], SamplingParams(n=2, temperature=0.8))  # other parameters: a new call
+    assert inner.items == 2
+    top = teacher.topk_logprobs(["p"], ["c"], k=3)
+    assert teacher.topk_logprobs(["p"], ["c"], k=3) == top and inner.items == 3
+    totals = teacher.ledger.totals()
+    assert totals.calls == 3
+    assert totals.completion_tokens == 4 + 4  # two generate calls, 2 samples x 2 tokens each
+    assert totals.cost == pytest.approx(2 * (2 * 1 + 4 * 2) + 3 * 1)
+
+
+def test_ledger_is_safe_across_threads(tmp_path):
+    ledger = Ledger(tmp_path / "l.sqlite")
+    inner = CountingTeacher()
+
+    def work(offset):
+        LedgeredTeacher(inner, ledger).score([f"p{offset + i}" for i in range(20)], [["a"]] * 20)
+
+    threads = [threading.Thread(target=work, args=(o * 20,)) for o in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ledger.totals().calls == 80
+
+
+def test_stage_status_round_trip(tmp_path):
+    ledger = Ledger(tmp_path / "l.sqlite")
+    assert ledger.stage_status("annotate") is None
+    ledger.mark_stage("annotate", "running")
+    assert ledger.stage_status("annotate") == "running"
+    ledger.mark_stage("annotate", "done", {"records": 5})
+    assert [(s["name"], s["status"], s["summary"]) for s in ledger.stages()] == [("annotate", "done", {"records": 5})]
+
+
+def test_records_keep_provenance_and_last_version(tmp_path):
+    store = RecordStore(tmp_path / "records")
+    a, b = record_id("src", "text a"), record_id("src", "text b")
+    assert a != b and record_id("src", "text a") == a
+    store.append("pool", [{"id": a, "text": "text a", "score": 1.0}, {"id": b, "text": "text b", "score": 2.0}], stage="load")
+    store.append("pool", [{"id": a, "text": "text a", "score": 9.0}], stage="annotate")
+    frame = store.read("pool")
+    assert len(frame) == 2 and set(PROVENANCE) <= set(frame.columns)
+    assert frame.set_index("id").loc[a, "score"] == 9.0
+    assert frame.set_index("id").loc[a, "stage"] == "annotate"
+    assert store.count("pool") == 2 and store.tables() == ["pool"]
+    with pytest.raises(ValueError, match="no 'id'"):
+        store.append("pool", [{"text": "x"}])
+
+
+def test_replace_swaps_the_whole_table(tmp_path):
+    store = RecordStore(tmp_path / "records")
+    store.append("sel", [{"id": str(i)} for i in range(5)])
+    store.replace("sel", [{"id": "9"}])
+    assert store.read("sel")["id"].tolist() == ["9"]
+    assert store.read("missing").empty
