@@ -39,10 +39,10 @@ def test_layers_import_no_family_and_families_import_no_other_family():
     broken = []
     for module, imports in modules.items():
         mine = _family(module)
-        is_layer = module.split(".")[1] in LAYERS
+        is_layer = module.split(".")[1:2] in [[layer] for layer in LAYERS]  # "protege" itself is neither
         for target in imports:
             theirs = _family(target)
-            if theirs is not None and (is_layer or theirs != mine):
+            if theirs is not None and (is_layer or (mine is not None and theirs != mine)):
                 broken.append(f"{module} imports {target}")
     assert broken == []
 
@@ -50,4 +50,4 @@ def test_layers_import_no_family_and_families_import_no_other_family():
 def test_the_rule_checker_sees_a_violation(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from protege.tasks.lm import tables\n")
-    assert _family(next(iter(_imports(bad)))) == "lm"
+    assert {_family(m) for m in _imports(bad)} == {"lm"}

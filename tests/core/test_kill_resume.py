@@ -98,4 +98,4 @@ def test_sigkill_then_rerun_repeats_no_teacher_call_and_loses_no_record(labellin
     print(f"teacher calls: {calls_before} before the kill, {calls_after} after the re-run; second run sent "
           f"{annotate['teacher_requests']['sent']}, took {annotate['teacher_requests']['from_ledger']} from the ledger")
     assert summary["teacher_calls"]["score"] == calls_after
-    assert summary["records"]["annotated"] == len(labelled)
+    assert summary["records"]["annotated"] == {"rows": len(labelled), "written_by": ["annotate"]}

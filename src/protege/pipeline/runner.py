@@ -120,6 +120,7 @@ def plan(recipe: Recipe, run: Optional[Run] = None, *, force: tuple[str, ...] = 
         raise RecipeError(f"stage(s) {unknown} are not in this recipe; it runs {names}")
     status = {s["name"]: s["status"] for s in run.ledger.stages()} if run is not None else {}
     stored = _stored_signatures(run, recipe) if run is not None else {}
+    saved_inputs = {s["name"]: s["inputs"] for s in run.ledger.stages()} if run is not None else {}
     reasons: dict[str, str] = {}
     while True:
         changed = False
@@ -127,21 +128,23 @@ def plan(recipe: Recipe, run: Optional[Run] = None, *, force: tuple[str, ...] = 
             if only and step.name not in only or step.name in reasons:
                 continue
             reason = None
+            feeding = [p for p in step.producers if p in reasons]
             if step.name in force:
                 reason = "forced"
             elif step.name not in status:
                 reason = "new"
-            elif stored.get(step.name) != step.signature:
+            elif saved_inputs.get(step.name) not in (None, step.inputs):
                 reason = "settings changed"
+            elif feeding:
+                reason = f"{feeding[0]} re-runs"
+            elif stored.get(step.name) != step.signature:
+                reason = "inputs changed"  # an upstream stage ran with other settings since this one
             elif status[step.name] != "done":
                 reason = "interrupted"
             else:
-                feeding = [p for p in step.producers if p in reasons]
                 later = [s.name for s in steps if s.name in reasons and names.index(s.name) > names.index(step.name)
                          and set(s.stage.writes) & set(step.stage.writes)]
-                if feeding:
-                    reason = f"{feeding[0]} re-runs"
-                elif later:
+                if later:
                     reason = f"{later[0]} rewrites its outputs"
             if reason is not None:
                 reasons[step.name] = reason
@@ -157,9 +160,15 @@ def plan(recipe: Recipe, run: Optional[Run] = None, *, force: tuple[str, ...] = 
     return steps
 
 
-def clear_outputs(run: Run, fam: Family, stage: Stage) -> None:
-    """Remove a stage's declared tables and artifacts, so a re-run with other settings leaves nothing stale."""
+def clear_outputs(run: Run, fam: Family, stage: Stage, keep: set[str] = frozenset()) -> None:
+    """Remove a stage's declared tables and artifacts, so a re-run with other settings leaves nothing stale.
+
+    ``keep``: outputs an earlier stage of the plan also writes (augmentation rewrites the student train made);
+    they belong to that stage, which clears them itself when it re-runs (and then this one re-runs with it).
+    """
     for name in stage.writes:
+        if name in keep:
+            continue
         out = fam.output(name)
         if out.kind == "table":
             run.records.drop(name)
@@ -199,7 +208,8 @@ def run_recipe(recipe: Recipe, *, force: tuple[str, ...] = (), only: tuple[str, 
             continue
         console.info(f"[bold]{stage.name}[/bold]" + ("" if step.reason == "new" else f" [dim]({step.reason})[/dim]"))
         if not step.resume:
-            clear_outputs(run, fam, stage)
+            earlier = {w for s in steps[: steps.index(step)] for w in s.stage.writes}
+            clear_outputs(run, fam, stage, keep=earlier)
         run.ledger.mark_stage(stage.name, "running", signature=step.signature, inputs=step.inputs)
         run.log_event("stage_start", stage=stage.name, reason=step.reason)
         began = time.perf_counter()

@@ -7,7 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from protege.evaluate import compare, speed
+from protege.evaluate import speed
+from protege.tasks.classify import compare
 from protege.tasks.classify.report import PLOTS, write_report
 from protege.core.run import Run
 
@@ -78,6 +79,7 @@ def test_cli_report_renders_a_missing_report_and_prints_its_path(tmp_path):
 
     run = Run(tmp_path / "run")
     run.write_json("metrics.json", synthetic_result())
+    (run.path / "recipe.yaml").write_text(f"name: synthetic\nrun_dir: {run.path}\nfamily: classification\n")
     result = CliRunner().invoke(app, ["report", str(run.path), "--no-open"])
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith("report.html") and (run.artifacts / "report.html").exists()

@@ -11,7 +11,7 @@ import pytest
 from protege.pipeline.runner import run_recipe
 from protege.pipeline.recipe import load_recipe
 
-RECIPE = Path(__file__).parents[2] / "src" / "protege" / "recipes" / "lm-kd-quickstart.yaml"
+RECIPE = Path(__file__).parents[3] / "src" / "protege" / "recipes" / "lm-kd-quickstart.yaml"
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from protege.tasks.classify.report import write_report
+from protege.tasks.lm.report import write_report
 from protege.pipeline.runner import run_recipe
 from protege.pipeline.recipe import RecipeError, parse_recipe
 
@@ -25,6 +25,7 @@ def _recipe(tmp_path, teacher_dir, **train_lm):
         "train_lm": {"student": {"prune_teacher": "every_other"}, "objective": "logit_kd", "compare_sft": True,
                      "loop": {"steps": 3, "micro_batch_size": 4, "lr": 1e-3, "tracker": None}, **train_lm},
         "evaluate_lm": {"split": "dev", "max_new_tokens": 5, "generate_examples": 4},
+        "report": {},
     })
 
 
@@ -61,7 +62,7 @@ def test_cached_and_on_policy_students(tmp_path, teacher_dir, variant):
                            "log_every": 1},
                      **({"objective": "cached_kd"} if variant == "cached_kd" else
                         {"on_policy": {"fraction": 1.0, "max_new_tokens": 4}}))
-    recipe.evaluate_lm = None
+    recipe.evaluate_lm = recipe.report = None
     if variant == "cached_kd":
         recipe.cache_logits = parse_recipe({"name": "x", "run_dir": ".", "cache_logits": {"k": 8}}).cache_logits
     run = run_recipe(recipe)

@@ -90,10 +90,10 @@ def run(ctx: "StageContext") -> dict:
     sizes = SplitSizes(seed=cfg.seed_size, dev=cfg.dev_size, test=cfg.test_size, pool=cfg.pool_size,
                        test_fraction=cfg.test_fraction)
     seed = ctx.seed if cfg.seed is None else cfg.seed
-    tables = split(splits, sizes, seed=seed, max_chars=cfg.max_chars)
+    frames = split(splits, sizes, seed=seed, max_chars=cfg.max_chars)
     summary: dict = {}
     for name in tables.SPLITS:
-        frame = tables[name]
+        frame = frames[name]
         gold = [g if isinstance(g, str) else None for g in frame["label"]]
         index = [task.labels.index(g) if g is not None else -1 for g in gold]
         rows = [

@@ -14,7 +14,8 @@ import numpy as np
 from pydantic import Field
 
 from protege.core import console
-from protege.evaluate import compare, metrics, speed
+from protege.evaluate import metrics, speed
+from protege.tasks.classify import compare
 from protege.core.section import Section
 from protege.tasks.classify import inputs
 from protege.tasks.classify.student import load_student, predict_probs
