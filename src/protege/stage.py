@@ -42,7 +42,10 @@ class Output:
 
     @property
     def location(self) -> str:
-        return f"records/{self.name}" if self.kind == "table" else f"artifacts/{self.path or self.name}"
+        """Where it lives, for people: ``records/<table>``, ``artifacts/<path>``, or the name of a group of files."""
+        if self.kind == "table":
+            return f"records/{self.name}"
+        return f"artifacts/{self.patterns[0]}" if len(self.patterns) == 1 else self.name
 
     @property
     def patterns(self) -> list[str]:

@@ -148,6 +148,17 @@ def test_a_run_directory_from_before_signatures_resumes_from_its_recipe(tmp_path
     assert CALLS == ["second"]
 
 
+def test_an_older_run_whose_recipe_no_longer_validates_runs_again(tmp_path):
+    r = recipe(tmp_path, first={"n": 3}, second={})
+    run = run_recipe(r)
+    with sqlite3.connect(run.ledger.path) as conn:
+        conn.execute("UPDATE stages SET signature=NULL, inputs=NULL")
+    (run.path / "recipe.yaml").write_text("name: t\nrun_dir: x\nfamily: toy\nfirst: {count: 3}\n")  # old shape
+    CALLS.clear()
+    run = run_recipe(r)
+    assert CALLS == ["first", "second"] and run.read_json("total.json") == {"total": 3 * 2}
+
+
 def test_inspect_says_which_stages_are_stale_and_who_wrote_each_table(tmp_path):
     from protege.pipeline.status import status
 

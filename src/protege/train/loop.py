@@ -19,13 +19,11 @@ the best evaluated weights are kept in ``best.pt`` beside them, so a resumed run
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Protocol, Sequence, runtime_checkable
 
 import torch

@@ -3,8 +3,6 @@ evaluate, report."""
 
 import json
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from protege.pipeline.runner import run_recipe

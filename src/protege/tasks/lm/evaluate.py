@@ -22,10 +22,8 @@ from protege.tasks.lm.train import trained_students
 from protege.train.student import load_student
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
     from protege.stage import StageContext
-    from protege.core.run import Run
 
 
 class EvaluateLMConfig(Section):

@@ -24,7 +24,7 @@ from protege.tasks.lm import tables
 from protege.train.lm_objectives import DistillConfig
 from protege.train.loop import LoopConfig
 from protege.train.rollouts import OnPolicyConfig
-from protege.train.student import DTYPES, StudentConfig
+from protege.train.student import StudentConfig
 from protege.evaluate.lm_metrics import response_fit
 from protege.train.lm_data import LMExamples
 from protege.train.lm_objectives import SFT, CachedKD, LogitKD
