@@ -14,6 +14,7 @@ from protege.tasks.reasoning.process import arithmetic_score, arithmetic_steps, 
     ("12 + 34 = 46\n46 - 5 = 42\n<answer>42</answer>", 0.0),  # one wrong step sinks the response
     ("94 + 97 = 101", 0.0),
     ("10-3=7", 1.0),
+    ("22 - 69 = -47\n-47 - 87 = -134", 1.0),  # a line's result is not read into the next line's minus
     ("5 - -3 = 8", 1.0),
     ("-3 + 5 = 2", 1.0),
     ("2 + 3 × 4 = 14", 1.0),  # precedence

@@ -25,10 +25,10 @@ from typing import Callable, Optional, Sequence
 
 _NUM = r"-?\$?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
 _OP = r"[-+−×*÷/xX]"
-_EXPR = rf"{_NUM}(?:\s*{_OP}\s*{_NUM})*"
-_RUN = re.compile(rf"(?<![\w.]){_EXPR}(?:\s*=\s*{_EXPR})+(?!\d)")
-_NUM_AT = re.compile(rf"\s*({_NUM})")
-_OP_AT = re.compile(rf"\s*({_OP})")
+_EXPR = rf"{_NUM}(?:[ \t]*{_OP}[ \t]*{_NUM})*"  # within one line: a step never spans lines
+_RUN = re.compile(rf"(?<![\w.]){_EXPR}(?:[ \t]*=[ \t]*{_EXPR})+(?!\d)")
+_NUM_AT = re.compile(rf"[ \t]*({_NUM})")
+_OP_AT = re.compile(rf"[ \t]*({_OP})")
 _MUL, _DIV = set("×*xX"), set("÷/")
 
 
