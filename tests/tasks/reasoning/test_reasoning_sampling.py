@@ -28,13 +28,13 @@ def _model_emitting(tokenizer, logits: dict[int, float]):
 
 def test_samples_are_seeded_and_truncation_is_no_eos_within_the_limit():
     tokenizer = build_tokenizer()
-    eos, other = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("the")
+    eos, other = tokenizer.eos_token_id, tokenizer("the", add_special_tokens=False)["input_ids"][0]
     model = _model_emitting(tokenizer, {eos: 0.0, other: 0.0})  # EOS with probability 1/2 at every step
     state = torch.get_rng_state()
-    out = sample_responses(model, tokenizer, PROMPTS, k=40, temperature=1.0, max_new_tokens=3, seed=1, batch_size=7)
+    out = sample_responses(model, tokenizer, PROMPTS, k=40, temperature=1.0, max_new_tokens=3, seed=1, batch_size=30)
     assert torch.equal(torch.get_rng_state(), state)
     again = sample_responses(model, tokenizer, PROMPTS, k=40, temperature=1.0, max_new_tokens=3, seed=1,
-                             batch_size=7)
+                             batch_size=30)
     assert out == again and len(out) == 3 and all(len(row) == 40 for row in out)
     flat = [x for row in out for x in row]
     for x in flat:
@@ -46,7 +46,7 @@ def test_samples_are_seeded_and_truncation_is_no_eos_within_the_limit():
     truncated = sum(x.truncated for x in flat) / len(flat)
     assert 0.03 < truncated < 0.25  # 1/8 in expectation
     assert 0.35 < lengths.count(1) / len(flat) < 0.65  # EOS first with probability 1/2
-    different = sample_responses(model, tokenizer, PROMPTS, k=40, temperature=1.0, max_new_tokens=3, seed=2)
+    different = sample_responses(model, tokenizer, PROMPTS, k=40, temperature=1.0, max_new_tokens=3, seed=2, batch_size=30)
     assert different != out
 
 

@@ -105,7 +105,7 @@ def test_dpo_objective_equals_the_float64_formula(beta, nll_weight):
         delta = (logp[i] - ref[i]) - (logp[i + 4] - ref[i + 4])
         margins.append(delta)
         expected += math.log1p(math.exp(-beta * delta)) + nll_weight * (-logp[i] / tokens[i])
-    assert float(loss) == pytest.approx(expected, rel=1e-4)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-4)
     assert metrics["margin"] == pytest.approx(sum(margins), rel=1e-3, abs=1e-3)
     assert metrics["reward_accuracy"] == sum(m > 0 for m in margins)
 
