@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protege.tasks.reasoning.answers import VERIFIERS, extract, get_verifier, score_response
+from protege.tasks.reasoning.process import arithmetic_score
 
 # (response, gold, verifier, expected reward)
 TABLE = [
@@ -91,3 +94,12 @@ def test_record_fields_carry_the_callers_truncation_flag_and_the_format():
 def test_unknown_verifier_names_the_key_and_the_choices():
     with pytest.raises(ValueError, match=r"verifier='fuzzy' is unknown: use one of 'numeric', 'exact', 'choice'"):
         get_verifier("fuzzy")
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=list("0123456789 +-=.,/$%<>{}\\#*xansweriboxd:\n")) | st.text(),
+       gold=st.sampled_from(["42", "-3", "0.5", "B", "yes"]), verifier=st.sampled_from(sorted(VERIFIERS)))
+def test_any_response_is_data_never_a_crash(text, gold, verifier):
+    fields = score_response(text, gold, verifier, truncated=False)
+    assert fields["reward"] in (0.0, 1.0)
+    assert arithmetic_score(text) in (None, 0.0, 1.0)

@@ -61,3 +61,12 @@ def test_likelihood_score_is_the_weakest_steps_geometric_mean_probability():
 def test_likelihood_score_needs_one_value_per_step():
     with pytest.raises(ValueError, match="one mean token log-probability per step"):
         likelihood_score("a\nb", lambda steps: [-1.0])
+
+
+def test_long_operator_chains_without_an_equals_sign_stay_fast():
+    import time
+
+    began = time.perf_counter()
+    assert arithmetic_score("1 + " * 1000 + "1") is None
+    assert arithmetic_score("1 + " * 1000 + "1 = 1001") == 1.0
+    assert time.perf_counter() - began < 2.0
