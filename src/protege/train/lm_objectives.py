@@ -14,6 +14,7 @@ from typing import Any, Optional
 import torch
 from pydantic import Field
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from protege.losses import KINDS, Kind, ProjectedTeacher, TopKTeacher, head_divergence
 from protege.core.section import Section
@@ -59,6 +60,37 @@ def output_head(model: Any) -> tuple[Tensor, Optional[Tensor]]:
 def next_tokens(batch: dict[str, Tensor]) -> Tensor:
     """The token each scored position must predict, (N,)."""
     return batch["input_ids"].roll(-1, dims=1)[batch["loss_mask"]]
+
+
+def _target_logprobs(hidden: Tensor, weight: Tensor, bias: Optional[Tensor], targets: Tensor) -> Tensor:
+    logits = torch.nn.functional.linear(hidden, weight, bias).float()
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def completion_logprobs(model: Any, batch: dict[str, Tensor], chunk_size: int = 32) -> Tensor:
+    """log q(token) of every scored completion token, (N,) in row-major order, differentiable.
+
+    The head runs ``chunk_size`` positions at a time under activation checkpointing, so only one chunk's
+    logits exist at once, in the forward and again in the backward.
+    """
+    hidden = completion_states(model, batch)
+    weight, bias = output_head(model)
+    targets = next_tokens(batch)
+    grads = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    parts = []
+    for start in range(0, hidden.shape[0], chunk_size):
+        h, t = hidden[start:start + chunk_size], targets[start:start + chunk_size]
+        parts.append(checkpoint(_target_logprobs, h, weight, bias, t, use_reentrant=False) if grads
+                     else _target_logprobs(h, weight, bias, t))
+    return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
+
+
+def sequence_logprobs(model: Any, batch: dict[str, Tensor], chunk_size: int = 32) -> Tensor:
+    """Σ log q over each row's completion tokens, (B,): the sequence log-probability preference losses use."""
+    tokens = completion_logprobs(model, batch, chunk_size)
+    rows = batch["loss_mask"].nonzero()[:, 0]
+    return torch.zeros(batch["loss_mask"].shape[0], dtype=tokens.dtype, device=tokens.device).index_add(
+        0, rows, tokens)
 
 
 def cross_entropy_sum(hidden: Tensor, weight: Tensor, bias: Optional[Tensor], targets: Tensor,

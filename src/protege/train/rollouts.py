@@ -85,27 +85,40 @@ class OnPolicySource:
                 mine.copy_(theirs)
         return self._copy
 
-    @torch.no_grad()
     def rollout(self, prompts: Sequence[list[int]]) -> list[list[int]]:
         """The student's continuation of each prompt, up to and including its EOS."""
-        model, cfg, pad = self.generator(), self.config, self.examples.pad_id
-        device = next(model.parameters()).device
-        ids, attention = pad_batch(prompts, pad, side="left")  # every prompt ends where generation starts
-        width = ids.shape[1]
-        was_training = model.training
-        model.eval()
-        try:
-            sample = cfg.temperature > 0
-            out = model.generate(
-                input_ids=ids.to(device), attention_mask=attention.to(device), max_new_tokens=cfg.max_new_tokens,
-                do_sample=sample, temperature=cfg.temperature if sample else None,
-                top_p=cfg.top_p if sample else None, top_k=0 if sample else None,  # no top-50 default filter
-                eos_token_id=self.eos_id, pad_token_id=pad,
-                use_cache=True,
-            )
-        finally:
-            model.train(was_training)
-        completions = []
-        for row in out[:, width:].tolist():
-            completions.append(row[: row.index(self.eos_id) + 1] if self.eos_id in row else row)
-        return completions
+        cfg = self.config
+        return generate_continuations(self.generator(), prompts, pad_id=self.examples.pad_id, eos_id=self.eos_id,
+                                      max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                      top_p=cfg.top_p)
+
+
+@torch.no_grad()
+def generate_continuations(model: Any, prompts: Sequence[list[int]], *, pad_id: int, eos_id: int,
+                           max_new_tokens: int, temperature: float, top_p: float = 1.0) -> list[list[int]]:
+    """Each prompt's continuation, up to and including its EOS (all ``max_new_tokens`` when there is none).
+
+    Prompts are left-padded into one batch and decoded with the KV cache, in eval mode (the model's mode is
+    restored after). Temperature 0 is greedy; sampling draws from torch's global generator and applies no
+    top-k filter.
+    """
+    device = next(model.parameters()).device
+    ids, attention = pad_batch(prompts, pad_id, side="left")  # every prompt ends where generation starts
+    width = ids.shape[1]
+    was_training = model.training
+    model.eval()
+    try:
+        sample = temperature > 0
+        out = model.generate(
+            input_ids=ids.to(device), attention_mask=attention.to(device), max_new_tokens=max_new_tokens,
+            do_sample=sample, temperature=temperature if sample else None,
+            top_p=top_p if sample else None, top_k=0 if sample else None,  # no top-50 default filter
+            eos_token_id=eos_id, pad_token_id=pad_id,
+            use_cache=True,
+        )
+    finally:
+        model.train(was_training)
+    completions = []
+    for row in out[:, width:].tolist():
+        completions.append(row[: row.index(eos_id) + 1] if eos_id in row else row)
+    return completions
