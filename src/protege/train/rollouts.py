@@ -110,9 +110,7 @@ class OnPolicySource:
 
     def __init__(self, examples: LMExamples, student: Any, config: OnPolicyConfig, *, eos_id: int):
         self.examples = examples
-        self.student = student
         self.config = config
-        self.eos_id = eos_id
         self.sampler = Sampler(student, config, eos_id=eos_id, pad_id=examples.pad_id)
 
     def __len__(self) -> int:
