@@ -71,10 +71,11 @@ class GRPOConfig(SamplingConfig):
 @torch.no_grad()
 def sampled_logprobs(hidden: Tensor, weight: Tensor, bias: Optional[Tensor], targets: Tensor,
                      chunk_size: int) -> Tensor:
-    """log-softmax(hidden @ weight.T + bias)[target] per row (N,), a chunk of rows at a time, in float32."""
-    out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+    """log-softmax(hidden @ weight.T + bias)[target] per row (N,), a chunk of rows at a time, in float32 or wider."""
+    dtype = torch.promote_types(hidden.dtype, torch.float32)
+    out = torch.empty(hidden.shape[0], dtype=dtype, device=hidden.device)
     for start in range(0, hidden.shape[0], chunk_size):
-        logits = torch.nn.functional.linear(hidden[start:start + chunk_size], weight, bias).float()
+        logits = torch.nn.functional.linear(hidden[start:start + chunk_size], weight, bias).to(dtype)
         out[start:start + chunk_size] = logits.log_softmax(-1).gather(
             -1, targets[start:start + chunk_size, None]).squeeze(-1)
     return out
