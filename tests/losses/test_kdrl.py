@@ -38,7 +38,7 @@ def _exact_gradients(theta: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.
     log_q, log_p = t.log_softmax(-1), teacher.log_softmax(-1)
     reverse = (log_q.exp() * (log_q - log_p)).sum()
     forward = (log_p.exp() * (log_p - log_q)).sum()
-    return torch.autograd.grad(reverse, t)[0], torch.autograd.grad(forward, t)[0]
+    return torch.autograd.grad(reverse, t, retain_graph=True)[0], torch.autograd.grad(forward, t)[0]
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -115,7 +115,7 @@ def test_every_non_zero_kd_weight_gives_a_non_zero_gradient(estimator, beta):
     gate = (torch.arange(64) % 2).to(D)  # half the tokens gated out
     loss = kdrl_token_loss(logp, logp.detach(), torch.zeros(64, dtype=D), kd, beta=beta, kd_open=gate,
                            pg_weight=1.0).total.sum()
-    (grad,) = torch.autograd.grad(loss, t)
+    (grad,) = torch.autograd.grad(loss, t, retain_graph=True)
     assert grad.abs().sum() > 1e-8
     closed = kdrl_token_loss(logp, logp.detach(), torch.zeros(64, dtype=D), kd, beta=0.0, kd_open=gate,
                              pg_weight=1.0).total.sum()
@@ -129,7 +129,7 @@ def test_a_closed_policy_gate_keeps_the_k1_reward_kd_signal():
     kd = sampled_kd_terms("k1_reward", logp, teacher.log_softmax(-1)[draws[:32]])
     loss = kdrl_token_loss(logp, logp.detach(), torch.ones(32, dtype=D), kd, beta=0.1, kd_open=1.0,
                            pg_weight=0.0).total.sum()
-    (grad,) = torch.autograd.grad(loss, t)
+    (grad,) = torch.autograd.grad(loss, t, retain_graph=True)
     (expected,) = torch.autograd.grad((-0.1 * kd.bonus * logp).sum(), t)  # the reward advantage is silenced
     assert torch.allclose(grad, expected, atol=1e-12)
 
