@@ -93,6 +93,12 @@ def test_a_reused_rollout_batch_serves_k_steps_and_carries_old_logprobs():
     plain = logits.log_softmax(-1)[first["loss_mask"]].gather(
         -1, first["input_ids"].roll(-1, 1)[first["loss_mask"]][:, None]).squeeze(-1)
     assert torch.allclose(first["old_logprobs"], plain, atol=1e-5)
+    # Served again after an update, the ratio to the rollout policy is no longer 1 and the loss sees it.
+    objective, fresh_policy = PolicyObjective(PolicyConfig()), {k: v for k, v in first.items() if k != "old_logprobs"}
+    assert float(objective(student, first)[0].detach()) == pytest.approx(float(objective(student, fresh_policy)[0].detach()), abs=1e-5)
+    with torch.no_grad():
+        student.lm_head.weight.add_(0.05 * torch.randn_like(student.lm_head.weight))
+    assert abs(float(objective(student, first)[0].detach()) - float(objective(student, fresh_policy)[0].detach())) > 1e-3
 
 
 def _hand_loss(student, teacher, batch, units, beta, gate_kd, max_length):
