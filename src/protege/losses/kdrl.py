@@ -17,8 +17,8 @@ estimator         term                                 expected gradient over x 
                   log-ratio joins the advantage        KL acts as a per-token reward and is clipped like one
 ``k3``            KD = r − 1 − log r                   ∇ KL(p_T‖q), the *forward* KL, although its value estimates
                                                        the reverse one (GRPO's reference KL; for parity with verl)
-``exact``         KD = Σ_v q(v) (log q(v) − log p_T(v))  ∇ KL(q‖p_T) with no estimator variance; needs the teacher's
-                  over the full vocabulary             full distribution at every scored position
+``exact``         KD = KL(q‖p_T) at the position,      ∇ KL(q‖p_T) with no estimator variance; needs the teacher's
+                  summed over the whole vocabulary     full distribution at every scored position
 ================  ===================================  ===========================================================
 
 ``k1`` *as a loss* (log q(x) − log p_T(x)) is refused: its gradient is ∇log q(x), whose expectation over x ~ q is
