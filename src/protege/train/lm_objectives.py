@@ -50,6 +50,20 @@ def completion_states(model: Any, batch: dict[str, Tensor]) -> Tensor:
     return out.hidden_states[-1][batch["loss_mask"]]
 
 
+@torch.no_grad()
+def frozen_states(model: Any, batch: dict[str, Tensor]) -> Tensor:
+    """A frozen model's (teacher's, reference's) final hidden states (N, H) at the ``loss_mask`` positions.
+
+    Runs the bare decoder (no per-layer hidden states kept, no logits), on the batch's device: the loop places
+    batches, and the model follows them (GPU).
+    """
+    device = batch["input_ids"].device
+    if next(model.parameters()).device != device:
+        model.to(device)
+    out = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    return out.last_hidden_state[batch["loss_mask"]]
+
+
 def output_head(model: Any) -> tuple[Tensor, Optional[Tensor]]:
     head = _unwrap(model).get_output_embeddings()
     if head is None:
@@ -164,16 +178,8 @@ class LogitKD(_KD):
             p.requires_grad_(False)
 
     def _teacher(self, batch: dict[str, Tensor]) -> ProjectedTeacher:
-        device = batch["input_ids"].device
-        if next(self.teacher.parameters()).device != device:  # the loop places batches; follow them (GPU)
-            self.teacher.to(device)
-        with torch.no_grad():
-            # The bare decoder: no per-layer hidden states kept, no logits.
-            out = self.teacher.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                          use_cache=False)
-            hidden = out.last_hidden_state[batch["loss_mask"]]
-            weight, bias = output_head(self.teacher)
-        return ProjectedTeacher(hidden, weight, bias)
+        weight, bias = output_head(self.teacher)
+        return ProjectedTeacher(frozen_states(self.teacher, batch), weight, bias)
 
 
 class CachedKD(_KD):

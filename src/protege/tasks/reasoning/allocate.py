@@ -28,7 +28,7 @@ from typing import Callable, Literal, Optional, Sequence
 
 from pydantic import Field, model_validator
 
-from protege.section import Section
+from protege.core.section import Section
 from protege.tasks.reasoning.difficulty import DAST_LEVELS, HS_LABELS, DastLevel, ProblemStats
 
 Better = Literal["teacher", "hint", "few_shot"]

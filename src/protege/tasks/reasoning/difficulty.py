@@ -20,7 +20,7 @@ from typing import Any, Iterable, Literal, Optional, Sequence
 from pydantic import Field, model_validator
 
 from protege.evaluate.intervals import wilson
-from protege.section import Section
+from protege.core.section import Section
 
 HSLabel = Literal["easy", "boundary", "too_hard"]
 DastLevel = Literal["easy", "medium", "hard", "unsolved"]

@@ -25,9 +25,9 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from protege import console
+from protege.core import console
 from protege.losses import dpo_loss, dpo_margin
-from protege.section import Section
+from protege.core.section import Section
 from protege.train.lm_data import collate, encode_pair
 from protege.train.lm_objectives import sequence_logprobs
 
