@@ -1,4 +1,4 @@
-"""Loaders: data issues are counted and reported, configuration mistakes are errors that say how to fix them."""
+"""Loaders: data issues are counted and reported; configuration mistakes are errors saying how to fix them."""
 
 from __future__ import annotations
 
@@ -113,7 +113,8 @@ def test_synthetic_file_by_path(tmp_path):
             {"ID": "odd", "sentence": "Fine.", "label": "oops", "aspects": []}]
     loaded = load_ds2_synthetic(str(_write(tmp_path, "syn.json", rows)), TASK)
     first, second = loaded.rows
-    assert first.parents == ("7",) and first.method == "paraphrase_one" and first.raw == (["Fan", "negative"],)
+    assert first.parents == ("7",) and first.method == "paraphrase_one"
+    assert first.raw == (["Fan", "negative"],)
     assert first.example().aspects == (Aspect(4, 7, "fan", "negative"),)
     assert second.raw == () and second.method == "unknown" and loaded.issues.counts["unparsed_id"] == 1
 

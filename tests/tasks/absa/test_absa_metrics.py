@@ -6,8 +6,8 @@ import pytest
 
 from protege.tasks.absa.ground import normalise
 from protege.tasks.absa.metrics import (
-    absa_scores, aspect_scores, confusion, generation_rates, matched_polarities, multi_polarity_ids, pair_scores,
-    polarity_scores,
+    absa_scores, aspect_scores, confusion, generation_rates, matched_polarities, multi_polarity_ids,
+    pair_scores, polarity_scores,
 )
 from protege.tasks.absa.parse import parse_pairs
 from protege.tasks.absa.task import AbsaTask, Aspect

@@ -14,14 +14,16 @@ TASK = AbsaTask()
 
 
 @pytest.mark.parametrize("answer, pairs", [
-    ('[["battery life", "positive"], ["screen", "negative"]]', [("battery life", "positive"), ("screen", "negative")]),
+    ('[["battery life", "positive"], ["screen", "negative"]]',
+     [("battery life", "positive"), ("screen", "negative")]),
     ("Here you go:\n```python\n[('keyboard', 'neutral')]\n```", [("keyboard", "neutral")]),
     ('[{"aspect": "food", "sentiment": "pos"}, {"term": "staff", "polarity": "neg"}]',
      [("food", "pos"), ("staff", "neg")]),
     ('{"aspects": [["wine list", "positive"]]}', [("wine list", "positive")]),
     ("battery | positive ; hard drive | negative", [("battery", "positive"), ("hard drive", "negative")]),
     ("1. price: negative\n2. screen size: positive", [("price", "negative"), ("screen size", "positive")]),
-    ("- well-built case - positive\n- (fan, negative)", [("well-built case", "positive"), ("fan", "negative")]),
+    ("- well-built case - positive\n- (fan, negative)",
+     [("well-built case", "positive"), ("fan", "negative")]),
     # GPT-3.5 sometimes fuses a pair into one string; the last separator splits it.
     ([["build quality, 'negative"]], [("build quality", "negative")]),
     (["screen", "positive"], [("screen", "positive")]),
@@ -97,7 +99,8 @@ def test_grounded_spans_are_inside_and_nonempty(sentence, term):
 
 
 def test_tokens_keep_inner_hyphens_and_apostrophes():
-    assert [t[0] for t in tokens("It's well-built, isn't it?")] == ["It's", "well-built", ",", "isn't", "it", "?"]
+    words = [t[0] for t in tokens("It's well-built, isn't it?")]
+    assert words == ["It's", "well-built", ",", "isn't", "it", "?"]
 
 
 def test_normalise_maps_grounds_orders_and_counts():

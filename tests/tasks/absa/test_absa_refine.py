@@ -31,7 +31,8 @@ def _run(student, **config):
 
 
 def test_agreement_keeps_everything():
-    label, summary = _run([P("battery", "positive", 0.5), P("fan", "negative", 0.6), P("screen", "positive", 0.7)])
+    student = [P("battery", "positive", 0.5), P("fan", "negative", 0.6), P("screen", "positive", 0.7)]
+    label, summary = _run(student)
     assert label == TEACHER
     assert (summary.kept, summary.replaced, summary.dropped, summary.added) == (3, 0, 0, 0)
     assert summary.change_rate == 0.0 and summary.sentences_changed == 0

@@ -69,7 +69,8 @@ def test_objective_is_the_weighted_sum_of_piece_cross_entropies(base):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     logp = torch.log_softmax(logits.double(), -1).numpy()
     q, mask, w = batch["targets"].double().numpy(), batch["target_mask"].numpy(), [0.5, 1.0]
-    expected = sum(w[b] * -(q[b, t] * logp[b, t]).sum() for b in range(2) for t in range(q.shape[1]) if mask[b, t])
+    expected = sum(w[b] * -(q[b, t] * logp[b, t]).sum()
+                   for b in range(2) for t in range(q.shape[1]) if mask[b, t])
     assert float(total) == pytest.approx(expected, rel=1e-5)
     assert 0 <= metrics["tag_accuracy"] <= mask.sum()
 
@@ -115,7 +116,8 @@ def test_training_lowers_the_loss_and_export_reloads(base, tmp_path):
     with torch.no_grad():
         np.testing.assert_allclose(trained(**enc).logits.numpy(), reloaded(**retok(sentences, padding=True,
                                    return_tensors="pt")).logits.numpy(), atol=1e-5)
-    assert predict_spans(trained, tokenizer, SCHEME, sentences) == predict_spans(reloaded, retok, SCHEME, sentences)
+    spans = predict_spans(trained, tokenizer, SCHEME, sentences)
+    assert spans == predict_spans(reloaded, retok, SCHEME, sentences) and any(spans)
 
 
 def test_save_refuses_a_model_with_other_labels(base, tmp_path):

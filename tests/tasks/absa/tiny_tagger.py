@@ -1,4 +1,4 @@
-"""A tiny random BERT encoder with a word-piece tokenizer that splits words into sub-words: a stand-in for MiniLM."""
+"""A tiny random BERT encoder and a word-piece tokenizer that splits words into sub-words (for MiniLM)."""
 
 from __future__ import annotations
 

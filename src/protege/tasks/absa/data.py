@@ -1,9 +1,9 @@
-"""Loading ABSA data: the SemEval benchmark folder, user files in the same shape, and DS²-ABSA synthetic files.
+"""Loading ABSA data: the SemEval benchmark folder, user files of the same shape, DS²-ABSA synthetic files.
 
-The file shape (SemEval as published with DS²-ABSA) is a JSON list, or JSON lines, of
-``{"ID", "sentence", "aspects": [{"from", "to", "target", "polarity"}]}``; offsets may be strings. Every loader
-returns a :class:`Loaded`: the examples plus an :class:`Issues` tally of what was wrong with the *data* and how it
-was handled, never an exception:
+The file shape (SemEval as published with DS²-ABSA) is a JSON list, or JSON lines, of ``{"ID", "sentence",
+"aspects": [{"from", "to", "target", "polarity"}]}``; offsets may be strings. Every loader returns a
+:class:`Loaded`: the examples plus an :class:`Issues` tally of what was wrong with the *data* and how it was
+handled, never an exception:
 
 - ``offsets_repaired``: ``sentence[from:to]`` is not the target but the target occurs in the sentence; the
   occurrence nearest the given offset is used;
@@ -87,8 +87,9 @@ def _nearest(sentence: str, term: str, near: Optional[int]) -> Optional[int]:
     return min(starts, key=lambda s: abs(s - near)) if near is not None else starts[0]
 
 
-def read_aspects(sentence: str, raw: Sequence[Any], task: AbsaTask, issues: Issues, where: str) -> tuple[Aspect, ...]:
-    """Validated aspects of one row: polarity read, offsets checked (repaired when possible), overlaps dropped."""
+def read_aspects(sentence: str, raw: Sequence[Any], task: AbsaTask, issues: Issues,
+                 where: str) -> tuple[Aspect, ...]:
+    """Validated aspects of a row: polarity read, offsets checked (repaired if possible), overlaps dropped."""
     found: list[Aspect] = []
     for item in raw:
         item = item if isinstance(item, dict) else {}
@@ -117,7 +118,8 @@ def read_aspects(sentence: str, raw: Sequence[Any], task: AbsaTask, issues: Issu
 
 def _rows(path: Path) -> list[Any]:
     if not path.is_file():
-        raise FileNotFoundError(f"ABSA file not found: {path.resolve()}; give a JSON list or JSON-lines file of "
+        raise FileNotFoundError(f"ABSA file not found: {path.resolve()}; give a JSON list or JSON-lines file "
+                                "of "
                                 '{"ID", "sentence", "aspects": [{"from", "to", "target", "polarity"}]}')
     text = path.read_text(encoding="utf-8")
     try:
@@ -132,6 +134,10 @@ def _rows(path: Path) -> list[Any]:
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a list of rows, found a JSON {type(rows).__name__}")
     return rows
+
+
+def _has_sentence(row: Any) -> bool:
+    return isinstance(row, dict) and isinstance(row.get("sentence"), str) and bool(row["sentence"].strip())
 
 
 def _unique_id(row: dict, i: int, stem: str, seen: dict[str, int], issues: Issues) -> str:
@@ -149,7 +155,7 @@ def read_absa_file(path: str | Path, task: AbsaTask) -> Loaded:
     path = Path(path)
     issues, examples, seen = Issues(), [], {}
     for i, row in enumerate(_rows(path)):
-        if not isinstance(row, dict) or not isinstance(row.get("sentence"), str) or not row["sentence"].strip():
+        if not _has_sentence(row):
             issues.add("row_without_sentence", f"row {i}")
             continue
         rid = _unique_id(row, i, path.stem, seen, issues)
@@ -163,7 +169,8 @@ def read_absa_file(path: str | Path, task: AbsaTask) -> Loaded:
 
 def semeval_path(dataset: str, split: str, folder: Optional[str | Path] = None) -> Path:
     if dataset not in DATASETS:
-        raise ValueError(f"unknown ABSA dataset {dataset!r}; data.dataset must be one of {', '.join(DATASETS)}")
+        raise ValueError(f"unknown ABSA dataset {dataset!r}; data.dataset must be one of "
+                         f"{', '.join(DATASETS)}")
     if split == "hard":
         if dataset not in HARD_TEST:
             raise ValueError(f"no hard test set for {dataset!r}; 'hard' exists for {', '.join(HARD_TEST)}")
@@ -174,11 +181,11 @@ def semeval_path(dataset: str, split: str, folder: Optional[str | Path] = None) 
 
 
 def load_semeval(dataset: str, split: str, task: AbsaTask, folder: Optional[str | Path] = None) -> Loaded:
-    """One split of a SemEval dataset: ``lap``/``res``/``res15`` × train/dev/test/sample2/sample5 (or ``hard``)."""
+    """A SemEval split: ``lap``/``res``/``res15`` × train/dev/test/sample2/sample5 (or ``hard``)."""
     return read_absa_file(semeval_path(dataset, split, folder), task)
 
 
-# ---------------------------------------------------------------------------------------------- synthetic rows
+# ------------------------------------------------------------------------------------------- synthetic rows
 
 
 @dataclass(frozen=True)
@@ -197,7 +204,8 @@ class SyntheticRow:
 
 
 def parse_synthetic_id(rid: str) -> tuple[tuple[str, ...], str]:
-    """``"<seed>[_<seed>]_<method>[_<variant>]_<n>"`` -> (parent seed ids, method); ``((), "unknown")`` otherwise."""
+    """``"<seed>[_<seed>]_<method>[_<variant>]_<n>"`` -> (parent seed ids, method); else ``((), "unknown")``.
+    """
     m = _SYNTHETIC_ID.match(rid)
     if m is None:
         return (), "unknown"
@@ -216,11 +224,12 @@ def load_ds2_synthetic(name: str, task: AbsaTask, folder: Optional[str | Path] =
     path = Path(name)
     if not path.is_file():
         if name.removesuffix(".json") not in SYNTHETIC_FILES:
-            raise ValueError(f"unknown synthetic file {name!r}; give a path or one of {', '.join(SYNTHETIC_FILES)}")
+            raise ValueError(f"unknown synthetic file {name!r}; give a path or one of "
+                             f"{', '.join(SYNTHETIC_FILES)}")
         path = synthetic_folder(folder) / f"{name.removesuffix('.json')}.json"
     issues, rows, seen = Issues(), [], {}
     for i, row in enumerate(_rows(path)):
-        if not isinstance(row, dict) or not isinstance(row.get("sentence"), str) or not row["sentence"].strip():
+        if not _has_sentence(row):
             issues.add("row_without_sentence", f"row {i}")
             continue
         rid = _unique_id(row, i, path.stem, seen, issues)

@@ -2,17 +2,17 @@
 
 :func:`ground_term` finds where a term sits in a sentence, trying in order:
 
-1. ``exact``: the term as written, starting at a word start. A match that ends inside a word is extended to the
-   word's end, so ``light`` grounds to ``lights`` and ``charge`` to ``charger`` (the teacher dropped an
+1. ``exact``: the term as written, starting at a word start. A match that ends inside a word is extended to
+   the word's end, so ``light`` grounds to ``lights`` and ``charge`` to ``charger`` (the teacher dropped an
    inflection); a match ending on a word boundary is preferred over one that needs extending.
 2. ``case``: the same, ignoring case (``Support`` -> ``support``).
-3. ``tokens``: the longest run of sentence tokens that also occurs, in order and contiguously, among the term's
-   tokens (case-insensitive), after trimming stopwords from both ends; the run must hold a content word, so
-   ``wine selection`` never grounds to a stray ``in``. Ties go to the earliest run in the sentence.
+3. ``tokens``: the longest run of sentence tokens that also occurs, in order and contiguously, among the
+   term's tokens (case-insensitive), after trimming stopwords from both ends; the run must hold a content
+   word, so ``wine selection`` never grounds to a stray ``in``. Ties go to the earliest run in the sentence.
    E.g. ``glass screen`` in "The screen made of glass" grounds to ``screen``.
 
-A term the sentence does not contain in any of these ways is not grounded. Spans already taken by earlier pairs
-of the same answer are skipped, so a term listed twice grounds to its two occurrences.
+A term the sentence does not contain in any of these ways is not grounded. Spans already taken by earlier
+pairs of the same answer are skipped, so a term listed twice grounds to its two occurrences.
 
 :func:`normalise` turns raw pairs into an ordered, de-duplicated tuple of :class:`Aspect`: polarity words read
 through the task's synonyms, terms grounded, pairs sorted by offset, and a second pair on an already labelled
@@ -62,7 +62,7 @@ def _overlaps(span: Span, taken: Iterable[Span]) -> bool:
 
 
 def _find(sentence: str, term: str, haystack: str, needle: str, taken: Sequence[Span]) -> Optional[Span]:
-    """First occurrence of ``needle`` in ``haystack`` at a word start; whole-word matches before extended ones."""
+    """First occurrence of ``needle`` in ``haystack`` at a word start; whole-word matches before extended."""
     extended: Optional[Span] = None
     start = haystack.find(needle)
     while start >= 0:
@@ -106,7 +106,7 @@ GROUNDERS = ("exact", "case", "tokens")
 
 
 def ground_term(sentence: str, term: str, taken: Sequence[Span] = ()) -> tuple[Optional[Span], str]:
-    """``((start, end), how)`` for ``term`` in ``sentence`` avoiding ``taken`` spans, or ``(None, "ungrounded")``.
+    """``((start, end), how)`` for ``term`` in ``sentence`` avoiding ``taken``, or ``(None, "ungrounded")``.
 
     ``how`` is the first of :data:`GROUNDERS` that succeeded (see the module doc).
     """
@@ -138,7 +138,8 @@ def normalise(sentence: str, pairs: Iterable[Sequence], task: AbsaTask, where: s
     """Raw (term, polarity) pairs -> grounded, synonym-mapped, offset-ordered, de-duplicated aspects.
 
     Issue kinds counted: ``unknown_polarity``, ``conflict_dropped``, ``ungrounded``, ``duplicate_span``
-    (every place the term grounds to overlaps a span already labelled: dropped), and ``grounded_case`` / ``grounded_tokens`` / ``grounded_extended`` (kept, text changed).
+    (every place the term grounds to overlaps a span already labelled: dropped), and ``grounded_case`` /
+    ``grounded_tokens`` / ``grounded_extended`` (kept, text changed).
     """
     issues = Issues()
     found: list[Aspect] = []

@@ -5,16 +5,16 @@ A label set is a mapping ``sentence id -> aspects``. Scores are micro-averaged o
 - **pair P/R/F1** over (sentence id, term, polarity) with the term lower-cased and its whitespace collapsed; a
   pair listed twice counts twice, and a prediction matches at most one gold pair;
 - **aspect-term P/R/F1**: the same with polarity ignored;
-- **polarity accuracy and macro-F1** on aligned lists of gold and predicted polarities: either the polarities a
-  model gave to the gold aspects, or those of the aspects an extractor found (:func:`matched_polarities`);
+- **polarity accuracy and macro-F1** on aligned lists of gold and predicted polarities: either the polarities
+  a model gave to the gold aspects, or those of the aspects an extractor found (:func:`matched_polarities`);
   macro-F1 averages over the task's polarities, a polarity absent from both lists scoring 0 (scikit-learn's
   ``zero_division=0``), so read it with the class counts;
 - **confusion table** over matched aspects, rows gold, columns predicted;
 - **generation rates** of teacher output: the share of answers parsed, and of pairs grounded in the sentence.
 
 Precision of an empty prediction set and recall of an empty gold set are 0, not undefined.
-:func:`multi_polarity_ids` selects the sentences whose gold aspects carry several distinct polarities, the hard
-case for a model that tends to give one polarity to the whole sentence; pass such id sets as ``subsets``.
+:func:`multi_polarity_ids` selects the sentences whose gold aspects carry several distinct polarities, the
+hard case for a model that tends to give one polarity to the whole sentence; pass such id sets as ``subsets``.
 """
 
 from __future__ import annotations
@@ -126,10 +126,12 @@ def multi_polarity_ids(gold: Labels) -> set[str]:
 
 def generation_rates(parsed: Sequence[Parsed], normalised: Sequence[Normalised]) -> dict[str, float]:
     """How usable a teacher's answers were: ``parse_rate`` (answers with a readable shape), ``grounding_rate``
-    (pairs with a known polarity whose term was found in the sentence), ``kept_rate`` (pairs that became aspects)
+    (pairs with a known polarity whose term was found in the sentence), ``kept_rate`` (pairs that became
+    aspects)
     and the raw counts."""
     if len(parsed) != len(normalised):
-        raise ValueError(f"generation_rates: {len(parsed)} parsed answers but {len(normalised)} normalised labels")
+        raise ValueError(f"generation_rates: {len(parsed)} parsed answers but {len(normalised)} normalised "
+                         "labels")
     pairs = sum(len(p.pairs) for p in parsed)
     issues = Counter()
     for n in normalised:
@@ -147,8 +149,9 @@ def generation_rates(parsed: Sequence[Parsed], normalised: Sequence[Normalised])
 
 def absa_scores(gold: Labels, pred: Labels, labels: Sequence[str],
                 subsets: Optional[Mapping[str, Collection[str]]] = None) -> dict[str, dict]:
-    """Pair and aspect P/R/F1, polarity accuracy/macro-F1 and the confusion table over matched aspects, for all
-    gold sentences (``"all"``) and each named subset of ids (e.g. ``{"multi_polarity": multi_polarity_ids(gold)}``).
+    """Pair and aspect P/R/F1, polarity accuracy/macro-F1 and the confusion table over matched aspects, for
+    all gold sentences (``"all"``) and each named subset of ids, e.g.
+    ``{"multi_polarity": multi_polarity_ids(gold)}``.
     """
     out = {}
     for name, ids in {"all": None, **(subsets or {})}.items():

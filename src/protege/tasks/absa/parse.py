@@ -3,10 +3,11 @@
 Accepted shapes, tried in this order:
 
 1. a list already decoded (e.g. the ``label`` field of a JSON file);
-2. a JSON or Python-literal list found in the text (code fences and chatter around it are ignored), or an object
-   holding such a list under ``aspects``/``pairs``/``labels``; items may be ``[term, polarity]``, a dict with a
-   term key (``term``, ``aspect``, ``target``, ``aspect_term``) and a polarity key (``polarity``, ``sentiment``,
-   ``label``), or a string ``"term, polarity"`` (GPT-3.5 sometimes fuses a pair into one quoted string);
+2. a JSON or Python-literal list found in the text (code fences and chatter around it are ignored), or an
+   object holding such a list under ``aspects``/``pairs``/``labels``; items may be ``[term, polarity]``, a
+   dict with a term key (``term``, ``aspect``, ``target``, ``aspect_term``) and a polarity key (``polarity``,
+   ``sentiment``, ``label``), or a string ``"term, polarity"`` (GPT-3.5 sometimes fuses a pair into one quoted
+   string);
 3. plain text: ``term | polarity ; term | polarity``, or one pair per line (``term: polarity``,
    ``- term - polarity``, ``(term, polarity)``, …), split at the *last* separator so terms may contain one.
 

@@ -1,11 +1,11 @@
-"""Label refinement by noisy self-training, the pure part: merging a tagger's predictions into synthetic labels.
+"""Label refinement by noisy self-training, the pure part: merging a tagger's predictions into the labels.
 
 A student trained (with noise) on seed + synthetic data re-predicts each synthetic sentence. For every current
 (teacher) aspect of the sentence:
 
 - the student predicted the same span with the same polarity -> **kept**;
-- the student predicted an overlapping span that differs in boundaries or polarity, with confidence
-  ``>= threshold`` -> **replaced** by the student's span and polarity;
+- the student predicted an overlapping span that differs in boundaries or polarity, with confidence ``>=
+  threshold`` -> **replaced** by the student's span and polarity;
 - otherwise (a less confident overlapping prediction, or none at all) the configured ``fallback`` decides:
   ``keep_teacher`` keeps the teacher's aspect (**kept**), ``drop`` removes it (**dropped**).
 
@@ -39,8 +39,8 @@ class RefineConfig(Section):
         "confident about (or did not find at all): keep_teacher keeps it, drop removes it.",
     )
     add_threshold: Optional[float] = Field(
-        None, ge=0, le=1, description="Student confidence at or above which a span it found and the teacher did "
-        "not is added; None never adds.",
+        None, ge=0, le=1, description="Student confidence at or above which a span it found and the teacher "
+        "did not is added; None never adds.",
     )
 
 
@@ -81,8 +81,8 @@ def _overlap(a: Aspect, s: TaggedSpan) -> int:
     return max(0, min(a.end, s.end) - max(a.start, s.start))
 
 
-def refine_sentence(sentence: str, teacher: Sequence[Aspect], student: Sequence[TaggedSpan], config: RefineConfig,
-                    summary: RefineSummary) -> tuple[Aspect, ...]:
+def refine_sentence(sentence: str, teacher: Sequence[Aspect], student: Sequence[TaggedSpan],
+                    config: RefineConfig, summary: RefineSummary) -> tuple[Aspect, ...]:
     """The revised label of one sentence; outcomes are counted into ``summary``."""
     chosen: list[Aspect] = []
     used: set[int] = set()
@@ -119,7 +119,7 @@ def refine_sentence(sentence: str, teacher: Sequence[Aspect], student: Sequence[
 def refine_labels(sentences: Sequence[str], teacher: Sequence[Sequence[Aspect]],
                   student: Sequence[Sequence[TaggedSpan]], config: RefineConfig
                   ) -> tuple[list[tuple[Aspect, ...]], RefineSummary]:
-    """Revised labels for aligned lists of sentences, teacher labels and student predictions, and the summary."""
+    """Revised labels for aligned sentences, teacher labels and student predictions; and the summary."""
     if not len(sentences) == len(teacher) == len(student):
         raise ValueError(f"refine_labels: {len(sentences)} sentences, {len(teacher)} teacher labels and "
                          f"{len(student)} student predictions must align")

@@ -4,11 +4,12 @@ The pieces :func:`protege.train.loop.train` runs:
 
 - :class:`TaggerSource` tokenises sentences with offset mappings and builds per-piece target distributions
   (:class:`~protege.tasks.absa.tags.TagScheme`), a mask of the labelled pieces and a weight per sentence
-  (synthetic rows are down-weighted by giving them ``weight < 1``). With ``token_drop > 0`` it replaces that share
-  of the labelled pieces' inputs with the mask (or unknown) token, the input noise of noisy self-training; the
-  targets stay, so the model learns to tag a piece from its context.
-- :class:`TaggerObjective`: one loss term per labelled piece, the cross-entropy ``-Σ_l q_l log p_l`` against its
-  target distribution times its sentence's weight; returns the *sum* (the loop divides by the step's count).
+  (synthetic rows are down-weighted by giving them ``weight < 1``). With ``token_drop > 0`` it replaces that
+  share of the labelled pieces' inputs with the mask (or unknown) token, the input noise of noisy
+  self-training; the targets stay, so the model learns to tag a piece from its context.
+- :class:`TaggerObjective`: one loss term per labelled piece, the cross-entropy ``-Σ_l q_l log p_l`` against
+  its target distribution times its sentence's weight; returns the *sum* (the loop divides by the step's
+  count).
 
 :func:`fit_tagger` trains a fresh tagger (dropout optionally raised for noisy self-training),
 :func:`predict_spans` decodes sentences to :class:`~protege.tasks.absa.tags.TaggedSpan`, and
@@ -44,14 +45,15 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 def _default_loop() -> LoopConfig:
     return LoopConfig(
         epochs=20, lr=1e-4, micro_batch_size=16, schedule="linear", warmup_steps=10, weight_decay=0.01,
-        eval_every=25, early_stopping=EarlyStopping(metric="dev_pair_f1", mode="max", patience=4), log_every=10,
+        eval_every=25, early_stopping=EarlyStopping(metric="dev_pair_f1", mode="max", patience=4),
+        log_every=10,
     )
 
 
 class TaggerConfig(Section):
     """How the tagger student is built and trained."""
 
-    student: str = Field("minilm-l6", description="Encoder to fine-tune: embedded name, local folder or hub id.")
+    student: str = Field("minilm-l6", description="Encoder to fine-tune: embedded name, folder or hub id.")
     max_length: int = Field(128, ge=8, description="Word pieces per sentence; aspects past the cut are lost.")
     token_drop: float = Field(
         0.0, ge=0, lt=1, description="Share of labelled pieces whose input is replaced by the mask token "
@@ -93,7 +95,7 @@ def _keep(enc: Any) -> Tensor:
 
 @dataclass
 class TaggerSource:
-    """The loop's batch source: sentences -> input ids, per-piece targets (B, T, L), mask (B, T), weights (B,)."""
+    """The loop's batch source: sentences -> input ids, piece targets (B, T, L), mask (B, T), weights (B,)."""
 
     examples: Sequence[TaggedExample]
     tokenizer: Any
@@ -101,7 +103,8 @@ class TaggerSource:
     max_length: int = 128
     token_drop: float = 0.0
     seed: int = 0
-    lost: int = 0  # aspects that could not be tagged (truncated or overlapping), summed over batches built
+    # Aspects the tags could not hold (truncated or overlapping), summed over the batches built so far.
+    lost: int = field(default=0, init=False)
     _generator: torch.Generator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -195,7 +198,7 @@ def load_tagger(student: str, scheme: TagScheme, dropout: Optional[float] = None
 
 def save_tagger(model: Any, tokenizer: Any, folder: Path, scheme: TagScheme,
                 info: Optional[dict[str, Any]] = None) -> Path:
-    """A plain transformers folder (weights, config with id2label, tokenizer) plus a card of what it learnt."""
+    """A plain transformers folder (weights, config with id2label, tokenizer) and a card of what it learnt."""
     if [model.config.id2label[i] for i in range(len(scheme.labels))] != scheme.labels:
         raise ValueError(f"model labels {model.config.id2label} differ from the scheme's {scheme.labels}")
     folder = Path(folder)
@@ -218,7 +221,7 @@ class FittedTagger:
 def fit_tagger(config: TaggerConfig, train: Sequence[TaggedExample], scheme: TagScheme, *,
                dev: Sequence[AbsaExample] = (), run: Optional[Run] = None, name: str = "tagger",
                seed: int = 0) -> FittedTagger:
-    """Fine-tune a fresh ``config.student`` on ``train``; with ``dev``, keep the weights of best dev pair F1."""
+    """Fine-tune a fresh ``config.student`` on ``train``; with ``dev``, keep the best dev pair-F1 weights."""
     torch.manual_seed(seed)  # the new tagging head
     model, tokenizer = load_tagger(config.student, scheme, config.dropout)
     gold = labels_of(dev)

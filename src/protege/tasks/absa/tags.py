@@ -1,15 +1,15 @@
 """BIO × polarity tags for the tagger student: aligning character spans to word pieces and back. Pure numpy.
 
-Labels are ``O`` then ``B-<polarity>``, ``I-<polarity>`` for each polarity in task order (for the default task:
-O, B-positive, I-positive, B-negative, I-negative, B-neutral, I-neutral).
+Labels are ``O`` then ``B-<polarity>``, ``I-<polarity>`` for each polarity in task order (for the default
+task: O, B-positive, I-positive, B-negative, I-negative, B-neutral, I-neutral).
 
 **Encoding.** A word piece belongs to an aspect when its character range (from the tokenizer's offset mapping)
 overlaps the aspect's span. Its first piece is tagged ``B-p``, *every* later piece ``I-p`` — sub-tokens of a
-word are labelled rather than masked with -100, so the decoder needs no word boundaries and the loss sees every
-piece. Special tokens, padding and zero-width pieces are left out (mask false). Targets are rows of a
-distribution over the labels: one-hot for a hard polarity, or ``Σ_p q(p)·[B-p]`` (``I-p`` on later pieces) when
-the teacher gives a polarity distribution ``q`` for the aspect. An aspect with no piece left (truncated) or
-whose pieces already belong to an earlier aspect (overlapping spans) is counted in ``lost``.
+word are labelled rather than masked with -100, so the decoder needs no word boundaries and the loss sees
+every piece. Special tokens, padding and zero-width pieces are left out (mask false). Targets are rows of a
+distribution over the labels: one-hot for a hard polarity, or ``Σ_p q(p)·[B-p]`` (``I-p`` on later pieces)
+when the teacher gives a polarity distribution ``q`` for the aspect. An aspect with no piece left (truncated)
+or whose pieces already belong to an earlier aspect (overlapping spans) is counted in ``lost``.
 
 **Decoding.** Each piece takes its most probable tag. A span opens at ``B-*`` (or at an ``I-*`` that follows
 ``O``: the model's slip is read as a start), continues over ``I-*`` of any polarity and closes at ``O``, at a
@@ -75,7 +75,7 @@ class TagScheme:
         keep: Sequence[bool],
         distributions: Optional[Sequence[Optional[Mapping[str, float]]]] = None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """``(targets (T, L), mask (T,), lost)`` for one sentence's pieces; ``keep`` marks real text pieces."""
+        """``(targets (T, L), mask (T,), lost)`` of one sentence's pieces; ``keep`` marks real text pieces."""
         n, width = len(offsets), len(self.labels)
         mask = np.array([bool(k) and e > s for (s, e), k in zip(offsets, keep)], dtype=bool)
         targets = np.zeros((n, width), dtype=np.float32)
@@ -83,7 +83,8 @@ class TagScheme:
         owned = np.zeros(n, dtype=bool)
         lost = 0
         for j, aspect in enumerate(aspects):
-            pieces = [t for t in range(n) if mask[t] and offsets[t][0] < aspect.end and aspect.start < offsets[t][1]]
+            pieces = [t for t in range(n)
+                      if mask[t] and offsets[t][0] < aspect.end and aspect.start < offsets[t][1]]
             if not pieces or owned[pieces].any():
                 lost += 1
                 continue
@@ -91,7 +92,8 @@ class TagScheme:
                 else {aspect.polarity: 1.0}
             unknown = set(dist) - set(self.polarities)
             if unknown:
-                raise ValueError(f"polarity distribution names {sorted(unknown)}, not among {self.polarities}")
+                raise ValueError(f"polarity distribution names {sorted(unknown)}, not among "
+                                 f"{self.polarities}")
             total = sum(dist.values())
             if total <= 0:
                 raise ValueError(f"polarity distribution of {aspect.term!r} sums to {total}")
@@ -103,7 +105,8 @@ class TagScheme:
             owned[pieces] = True
         return targets, mask, lost
 
-    def decode(self, sentence: str, offsets: Offsets, probs: np.ndarray, keep: Sequence[bool]) -> list[TaggedSpan]:
+    def decode(self, sentence: str, offsets: Offsets, probs: np.ndarray,
+               keep: Sequence[bool]) -> list[TaggedSpan]:
         """Spans of one sentence from its pieces' tag probabilities ``(T, L)``; see the module doc."""
         probs = np.asarray(probs, dtype=np.float64)
         tags = probs.argmax(-1)

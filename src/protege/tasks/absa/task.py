@@ -1,11 +1,12 @@
-"""The ``absa`` task: a sentence labelled with (aspect term, polarity) pairs, each tied to a span of the sentence.
+"""The ``absa`` task: a sentence labelled with (aspect term, polarity) pairs, each tied to a span of the
+sentence.
 
-An :class:`Aspect` is a term with its polarity and its character span ``[start, end)``; ``sentence[start:end]``
-equals the term. An :class:`AbsaExample` is a sentence with its aspects ordered by offset; an empty tuple is a
-valid label (most review sentences name no aspect).
+An :class:`Aspect` is a term with its polarity and its character span ``[start, end)``;
+``sentence[start:end]`` equals the term. An :class:`AbsaExample` is a sentence with its aspects ordered by
+offset; an empty tuple is a valid label (most review sentences name no aspect).
 
-:class:`AbsaTask` holds the polarity set and how polarity words are read. SemEval's ``conflict`` polarity (both
-positive and negative about one aspect) is dropped by default, as is standard for end-to-end ABSA; with
+:class:`AbsaTask` holds the polarity set and how polarity words are read. SemEval's ``conflict`` polarity
+(both positive and negative about one aspect) is dropped by default, as is standard for end-to-end ABSA; with
 ``drop_conflict: false`` it becomes one more polarity. Teacher words such as ``pos``, ``+`` or ``Good`` are
 mapped to the canonical names through built-in synonyms, which a recipe can extend.
 
@@ -27,8 +28,8 @@ CONFLICT = "conflict"
 
 # Lower-cased words a teacher or a data file may use for a polarity.
 BUILTIN_SYNONYMS: dict[str, str] = {
-    **dict.fromkeys(["positive", "pos", "+", "good", "great", "favorable", "favourable", "praise"], "positive"),
-    **dict.fromkeys(["negative", "neg", "-", "bad", "poor", "unfavorable", "unfavourable", "criticism"], "negative"),
+    **dict.fromkeys(["positive", "pos", "+", "good", "great", "favorable", "favourable"], "positive"),
+    **dict.fromkeys(["negative", "neg", "-", "bad", "poor", "unfavorable", "unfavourable"], "negative"),
     **dict.fromkeys(["neutral", "neu", "0", "none", "objective", "neither"], "neutral"),
     **dict.fromkeys(["conflict", "mixed", "both", "ambivalent"], CONFLICT),
 }
@@ -96,7 +97,8 @@ class AbsaTask(Section):
     kind: Literal["absa"] = Field("absa", description="The task kind.")
     polarities: list[str] = Field(
         default_factory=lambda: ["positive", "negative", "neutral"], min_length=2,
-        description="Polarity names, in the order that defines polarity indices (tagger labels, confusion table).",
+        description="Polarity names, in the order that defines polarity indices (tagger labels, confusion "
+        "table).",
     )
     drop_conflict: bool = Field(
         True, description="Drop aspects labelled 'conflict' (standard for end-to-end ABSA); false keeps "
@@ -128,7 +130,7 @@ class AbsaTask(Section):
         return tuple(self.polarities) + ((CONFLICT,) if keep else ())
 
     def read_polarity(self, word: object, issues: Optional[Issues] = None, where: str = "") -> Optional[str]:
-        """The canonical polarity for ``word``, or None (counted in ``issues``) when it is unknown or dropped."""
+        """The canonical polarity of ``word``, or None (counted in ``issues``) when unknown or dropped."""
         text = str(word).strip().strip("'\"").strip().lower() if word is not None else ""
         table = {**BUILTIN_SYNONYMS, **{p: p for p in self.polarities},
                  **{k.lower(): v for k, v in self.synonyms.items()}}
