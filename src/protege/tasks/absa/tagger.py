@@ -199,7 +199,7 @@ def load_tagger(student: str, scheme: TagScheme, dropout: Optional[float] = None
 def save_tagger(model: Any, tokenizer: Any, folder: Path, scheme: TagScheme,
                 info: Optional[dict[str, Any]] = None) -> Path:
     """A plain transformers folder (weights, config with id2label, tokenizer) and a card of what it learnt."""
-    if [model.config.id2label[i] for i in range(len(scheme.labels))] != scheme.labels:
+    if [model.config.id2label.get(i) for i in range(model.config.num_labels)] != scheme.labels:
         raise ValueError(f"model labels {model.config.id2label} differ from the scheme's {scheme.labels}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
