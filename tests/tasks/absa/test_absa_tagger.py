@@ -35,6 +35,15 @@ def _data() -> list[TaggedExample]:
     return rows
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # A tiny model gains nothing from intra-op threads; on a busy 2-core machine they spin (40 s -> 1 s here).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     return build_tiny_tagger_base(tmp_path_factory.mktemp("tiny-tagger"))
