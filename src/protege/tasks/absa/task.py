@@ -1,9 +1,8 @@
-"""The ``absa`` task: a sentence labelled with (aspect term, polarity) pairs, each tied to a span of the
-sentence.
+"""The ``absa`` task: sentences labelled with (aspect term, polarity) pairs, each tied to a span of its sentence.
 
 An :class:`Aspect` is a term with its polarity and its character span ``[start, end)``;
 ``sentence[start:end]`` equals the term. An :class:`AbsaExample` is a sentence with its aspects ordered by
-offset; an empty tuple is a valid label (most review sentences name no aspect).
+offset; an empty tuple is a valid label (many review sentences name no aspect).
 
 :class:`AbsaTask` holds the polarity set and how polarity words are read. SemEval's ``conflict`` polarity
 (both positive and negative about one aspect) is dropped by default, as is standard for end-to-end ABSA; with
