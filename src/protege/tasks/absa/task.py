@@ -1,4 +1,4 @@
-"""The ``absa`` task: sentences labelled with (aspect term, polarity) pairs, each tied to a span of its sentence.
+"""The ``absa`` task: sentences labelled with (aspect term, polarity) pairs, each tied to a span of it.
 
 An :class:`Aspect` is a term with its polarity and its character span ``[start, end)``;
 ``sentence[start:end]`` equals the term. An :class:`AbsaExample` is a sentence with its aspects ordered by
