@@ -22,7 +22,7 @@ from typing import Callable, Literal, Optional, Sequence
 
 from pydantic import Field
 
-from protege.section import Section
+from protege.core.section import Section
 from protege.tasks.absa.tags import TaggedSpan
 from protege.tasks.absa.task import Aspect
 

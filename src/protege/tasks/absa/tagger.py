@@ -30,8 +30,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from protege.run import Run
-from protege.section import Section
+from protege.core.run import Run
+from protege.core.section import Section
 from protege.tasks.absa.metrics import labels_of, pair_scores
 from protege.tasks.absa.tags import TaggedSpan, TagScheme
 from protege.tasks.absa.task import AbsaExample, Aspect

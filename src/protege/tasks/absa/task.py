@@ -21,7 +21,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from protege.section import Section
+from protege.core.section import Section
 
 CONFLICT = "conflict"
 
