@@ -32,7 +32,19 @@ from protege.data.arithmetic import load_arithmetic
 Splits = dict[str, pd.DataFrame]
 
 # A source checkout sits beside the project's shared benchmark data (../shared/data, relative to the project root).
-SST2_DIR = Path(os.environ.get("PROTEGE_SST2_DIR", Path(__file__).resolve().parents[4] / "shared" / "data" / "sst2"))
+SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
+
+
+def shared_data_dir(name: str, env: str) -> Path:
+    """Where a benchmark folder is: ``$<env>`` when set, else ``../shared/data/<name>`` beside the checkout.
+
+    The path may not exist (a user's machine has no shared data); loaders check and say how to fix it.
+    """
+    value = os.environ.get(env)
+    return Path(value).expanduser() if value else SHARED_DATA / name
+
+
+SST2_DIR = shared_data_dir("sst2", "PROTEGE_SST2_DIR")
 BBC_TEST_FRACTION = 0.2
 BBC_SPLIT_SEED = 0  # fixed, independent of the recipe seed: the test set must not move between recipes
 

@@ -3,6 +3,7 @@ masking and reduction. See docs/losses.md for the formulas and when to use each.
 
 from protege.losses.classification import classification_kd
 from protege.losses.divergences import KINDS, DivergenceSpec, Kind, divergence, kl
+from protege.losses.preference import dpo_loss, dpo_margin
 from protege.losses.reduction import count_tokens
 from protege.losses.sampled import kl_estimates, sampled_kl
 from protege.losses.teachers import (
@@ -24,6 +25,8 @@ __all__ = [
     "classification_kd",
     "count_tokens",
     "divergence",
+    "dpo_loss",
+    "dpo_margin",
     "head_divergence",
     "kl",
     "kl_estimates",

@@ -121,9 +121,13 @@ def load_encoder_classifier(
     num_labels: int,
     labels: list[str] | None = None,
     dtype: torch.dtype = torch.float32,
+    head: Literal["sequence", "token"] = "sequence",
 ) -> tuple[Any, Any]:
-    """An encoder (e.g. ``minilm-l6``) with a freshly initialised classification head, and its tokenizer."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """An encoder (e.g. ``minilm-l6``) with a freshly initialised classification head, and its tokenizer.
+
+    ``head="sequence"`` classifies a whole text; ``head="token"`` classifies every token (a tagger).
+    """
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     if labels is not None and len(labels) != num_labels:
@@ -141,7 +145,8 @@ def load_encoder_classifier(
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
+            auto = AutoModelForTokenClassification if head == "token" else AutoModelForSequenceClassification
+            model = auto.from_pretrained(
                 resolved.location, num_labels=num_labels, dtype=dtype, **label_maps
             )
         finally:

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import torch
 from pydantic import Field
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from protege.losses import KINDS, Kind, ProjectedTeacher, TopKTeacher, head_divergence
 from protege.core.section import Section
@@ -49,6 +50,20 @@ def completion_states(model: Any, batch: dict[str, Tensor]) -> Tensor:
     return out.hidden_states[-1][batch["loss_mask"]]
 
 
+@torch.no_grad()
+def frozen_states(model: Any, batch: dict[str, Tensor]) -> Tensor:
+    """A frozen model's (teacher's, reference's) final hidden states (N, H) at the ``loss_mask`` positions.
+
+    Runs the bare decoder (no per-layer hidden states kept, no logits), on the batch's device: the loop places
+    batches, and the model follows them (GPU).
+    """
+    device = batch["input_ids"].device
+    if next(model.parameters()).device != device:
+        model.to(device)
+    out = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    return out.last_hidden_state[batch["loss_mask"]]
+
+
 def output_head(model: Any) -> tuple[Tensor, Optional[Tensor]]:
     head = _unwrap(model).get_output_embeddings()
     if head is None:
@@ -59,6 +74,37 @@ def output_head(model: Any) -> tuple[Tensor, Optional[Tensor]]:
 def next_tokens(batch: dict[str, Tensor]) -> Tensor:
     """The token each scored position must predict, (N,)."""
     return batch["input_ids"].roll(-1, dims=1)[batch["loss_mask"]]
+
+
+def _target_logprobs(hidden: Tensor, weight: Tensor, bias: Optional[Tensor], targets: Tensor) -> Tensor:
+    logits = torch.nn.functional.linear(hidden, weight, bias).float()
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def completion_logprobs(model: Any, batch: dict[str, Tensor], chunk_size: int = 32) -> Tensor:
+    """log q(token) of every scored completion token, (N,) in row-major order, differentiable.
+
+    The head runs ``chunk_size`` positions at a time under activation checkpointing, so only one chunk's
+    logits exist at once, in the forward and again in the backward.
+    """
+    hidden = completion_states(model, batch)
+    weight, bias = output_head(model)
+    targets = next_tokens(batch)
+    grads = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    parts = []
+    for start in range(0, hidden.shape[0], chunk_size):
+        h, t = hidden[start:start + chunk_size], targets[start:start + chunk_size]
+        parts.append(checkpoint(_target_logprobs, h, weight, bias, t, use_reentrant=False) if grads
+                     else _target_logprobs(h, weight, bias, t))
+    return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
+
+
+def sequence_logprobs(model: Any, batch: dict[str, Tensor], chunk_size: int = 32) -> Tensor:
+    """Σ log q over each row's completion tokens, (B,): the sequence log-probability preference losses use."""
+    tokens = completion_logprobs(model, batch, chunk_size)
+    rows = batch["loss_mask"].nonzero()[:, 0]
+    return torch.zeros(batch["loss_mask"].shape[0], dtype=tokens.dtype, device=tokens.device).index_add(
+        0, rows, tokens)
 
 
 def cross_entropy_sum(hidden: Tensor, weight: Tensor, bias: Optional[Tensor], targets: Tensor,
@@ -132,16 +178,8 @@ class LogitKD(_KD):
             p.requires_grad_(False)
 
     def _teacher(self, batch: dict[str, Tensor]) -> ProjectedTeacher:
-        device = batch["input_ids"].device
-        if next(self.teacher.parameters()).device != device:  # the loop places batches; follow them (GPU)
-            self.teacher.to(device)
-        with torch.no_grad():
-            # The bare decoder: no per-layer hidden states kept, no logits.
-            out = self.teacher.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                          use_cache=False)
-            hidden = out.last_hidden_state[batch["loss_mask"]]
-            weight, bias = output_head(self.teacher)
-        return ProjectedTeacher(hidden, weight, bias)
+        weight, bias = output_head(self.teacher)
+        return ProjectedTeacher(frozen_states(self.teacher, batch), weight, bias)
 
 
 class CachedKD(_KD):

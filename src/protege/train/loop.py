@@ -10,6 +10,9 @@ Read it top to bottom in :func:`train`. The pieces it plugs together:
   each micro-batch's sum by world_size / global_count before backward: DDP averages gradients over processes,
   so the world size turns that average back into a sum, and the update equals one big batch's mean-loss update
   however the batch was split across micro-batches and processes.
+* either may define ``begin_step(step)``: the loop calls it with the 0-based optimizer step before fetching that
+  step's micro-batches, resumed runs included, so a coefficient schedule or a reused rollout batch follows the
+  step rather than a count of calls that a resume would reset.
 
 Checkpoints (model, optimizer, scheduler, RNG of every process, step) are written to a temporary folder and
 renamed into ``artifacts/checkpoints/<name>/step-NNNNNN``; a rerun resumes from the newest one. With early stopping
@@ -267,6 +270,9 @@ def train(
     sums: dict[str, float] = {}
     with console.progress(f"{name}", total=steps - start) as advance:
         for step in range(start, steps):
+            for part in (source, objective):
+                if hasattr(part, "begin_step"):
+                    part.begin_step(step)
             # 1. This process's share of the step, all micro-batches fetched first so their size is known.
             mine = stream.step(step, per_process * world)[rank * per_process:(rank + 1) * per_process]
             micro = [_to_device(source.batch(mine[i:i + config.micro_batch_size]), accelerator.device)

@@ -1,0 +1,62 @@
+"""Wilson intervals and the paired bootstrap of a difference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from protege.evaluate.intervals import paired_bootstrap, wilson
+
+
+def test_wilson_matches_the_closed_form():
+    # 7 of 10 at 95 %: centre (0.7 + z²/20) / (1 + z²/10), half-width z·sqrt(0.021 + z²/400) / (1 + z²/10)
+    z = 1.959963984540054
+    d = 1 + z * z / 10
+    centre, half = (0.7 + z * z / 20) / d, z * math.sqrt(0.7 * 0.3 / 10 + z * z / 400) / d
+    assert wilson(7, 10) == pytest.approx((centre - half, centre + half), abs=1e-12)
+    assert wilson(7, 10) == pytest.approx((0.3968, 0.8922), abs=1e-4)  # the textbook value
+
+
+def test_wilson_edges():
+    low, high = wilson(0, 3)
+    assert low == 0.0 and 0.4 < high < 0.8  # not the Wald interval's (0, 0)
+    assert wilson(3, 3)[1] == 1.0 and wilson(3, 3)[0] > 0.3
+    assert wilson(0, 0) == (0.0, 1.0)
+    narrow, wide = wilson(50, 100, 0.8), wilson(50, 100, 0.99)
+    assert wide[0] < narrow[0] < 0.5 < narrow[1] < wide[1]
+    with pytest.raises(ValueError, match="need 0 <= successes <= n"):
+        wilson(4, 3)
+    with pytest.raises(ValueError, match="confidence=1.5"):
+        wilson(1, 3, 1.5)
+
+
+def test_paired_bootstrap_of_a_constant_shift_is_exact():
+    a = np.array([0.0, 1.0, 1.0, 0.0, 1.0])
+    d = paired_bootstrap(a + 1, a, resamples=200)
+    assert (d.estimate, d.low, d.high) == (1.0, 1.0, 1.0) and not d.inside_noise
+    same = paired_bootstrap(a, a, resamples=200)
+    assert (same.low, same.high) == (0.0, 0.0) and same.inside_noise
+
+
+def test_paired_bootstrap_agrees_with_normal_theory_and_pairing_cancels_shared_variation():
+    rng = np.random.default_rng(1)
+    item = rng.normal(0, 5, size=400)  # large shared per-item difficulty
+    a, b = item + rng.normal(0.3, 1, 400), item + rng.normal(0, 1, 400)
+    d = paired_bootstrap(a, b, resamples=4000, seed=2)
+    diff = a - b
+    half = 1.959964 * diff.std(ddof=1) / math.sqrt(diff.size)
+    assert d.estimate == pytest.approx(diff.mean())
+    assert d.low == pytest.approx(diff.mean() - half, abs=0.03) and d.high == pytest.approx(diff.mean() + half,
+                                                                                              abs=0.03)
+    assert d.high - d.low < 0.4  # unpaired, the shared variance (sd 5) would make it ~1.4 wide
+    assert not d.inside_noise and d.items == 400
+    assert paired_bootstrap(a, b, resamples=500, seed=3) == paired_bootstrap(a, b, resamples=500, seed=3)
+
+
+def test_paired_bootstrap_rejects_unpaired_input():
+    with pytest.raises(ValueError, match="same items"):
+        paired_bootstrap([1, 0], [1, 0, 1])
+    with pytest.raises(ValueError, match="at least one"):
+        paired_bootstrap([], [])
