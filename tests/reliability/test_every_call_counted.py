@@ -135,3 +135,24 @@ def test_inspect_and_the_report_say_what_was_paid_and_what_the_ledger_answered(s
     markdown = (first.artifacts / "report.md").read_text()
     assert f"| requests paid | {paid} |" in markdown
     assert f"| requests answered from the ledger | {paid} |" in markdown
+
+
+def test_inspect_prints_paid_and_answered_for_people(serve, tmp_path):
+    server = serve()
+    path = recipe(tmp_path, server.url, n=20)
+    run = run_recipe(load_recipe(path))
+    run_recipe(load_recipe(path), force=("annotate",))
+    result = CliRunner().invoke(app, ["inspect", str(run.path)], env={"COLUMNS": "200"})
+    line = next(line for line in result.output.splitlines() if "answered from the ledger" in line)
+    paid = run.ledger.totals().calls
+    assert line.split("│")[-2].strip() == f"{paid} / {paid}"
+
+
+def test_a_stored_answer_is_never_overwritten(tmp_path):
+    from protege.core.ledger import CallRecord
+
+    ledger = Ledger(tmp_path / "l.sqlite")
+    first = CallRecord(key="k", backend="b", model="m", method="score", request={}, response=[1.0], prompt_tokens=3)
+    ledger.put_many([first])
+    ledger.put_many([CallRecord(key="k", backend="b", model="m", method="score", request={}, response=[2.0])])
+    assert ledger.get_many(["k"]) == {"k": [1.0]} and ledger.totals().prompt_tokens == 3

@@ -178,3 +178,29 @@ def test_a_report_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         kit.write_report(run, kit.Report("second", "the second report"))
     assert (run.artifacts / "report.html").read_text() == page
+
+
+def test_an_interrupt_in_a_library_call_stays_a_keyboard_interrupt_and_says_what_was_saved(serve, tmp_path):
+    stop_at = [10]
+
+    class Interrupting:
+        """Forwards to the loopback teacher; the 10th prompt is a Ctrl-C."""
+
+        def __init__(self, inner):
+            self.inner, self.backend, self.model_id, self.sent = inner, inner.backend, inner.model_id, 0
+
+        def score(self, prompts, continuations):
+            self.sent += len(prompts)
+            if self.sent >= stop_at[0]:
+                raise KeyboardInterrupt
+            return self.inner.score(prompts, continuations)
+
+    from protege.models.openai_compat import OpenAICompatTeacher
+
+    server = serve()
+    path = recipe(tmp_path, server.url, n=20)
+    teacher = Interrupting(OpenAICompatTeacher(server.url, "served"))
+    with pytest.raises(KeyboardInterrupt, match="saved"):
+        run_recipe(load_recipe(path), teacher=teacher)
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert [(e["code"], e["stage"]) for e in events if e["event"] == "error"] == [("interrupted", "annotate")]

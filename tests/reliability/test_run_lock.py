@@ -111,3 +111,13 @@ def test_a_failed_run_releases_the_directory(serve, tmp_path):
     broken[0] = False
     run_recipe(load_recipe(path))
     assert server.paid() == len(server.answered)
+
+
+def test_a_dry_run_is_allowed_while_a_run_holds_the_directory(serve, tmp_path):
+    server, path, release, first, _ = hold_first_run(serve, tmp_path)
+    try:
+        result = CliRunner().invoke(app, ["run", str(path), "--dry-run"])
+    finally:
+        release.set()
+        first.join(30)
+    assert result.exit_code == 0, result.output

@@ -48,6 +48,12 @@ class ShardCorrupt(ProtegeError):
         self.path, self.table = path, table
 
 
+class InputMissing(ProtegeError, ValueError):
+    """A stage's input table, which an earlier stage made, is gone (removed by hand, or never written)."""
+
+    code = "input_missing"
+
+
 class RunInterrupted(KeyboardInterrupt):
     """The user stopped the run (Ctrl-C); the message says what was saved. Still a KeyboardInterrupt, so code
     that stops on Ctrl-C stops on it."""

@@ -158,25 +158,31 @@ class LedgeredTeacher:
         return [TopK(**a) for a in self._cached(self._methods(self.inner)["topk_logprobs"](k), items)]
 
     # -- the ledger ----------------------------------------------------------------------------------------
-    def _record(self, method: _Method, key: str, item: Any, answer: Any, seconds: float, purpose: str) -> Any:
-        encoded = method.encode(answer)
-        p_tok, c_tok = method.tokens(item, answer)
-        self.ledger.put_many([CallRecord(
-            key=key, backend=self.backend, model=self.model_id, method=method.name,
-            request={"item": item, "params": method.params}, response=encoded, prompt_tokens=p_tok,
-            completion_tokens=c_tok, latency_s=seconds, cost=self.prices.cost(p_tok, c_tok), purpose=purpose,
-        )])
-        self.stats.misses += 1
-        self.stats.timing += purpose == "timing"
+    def _commit(self, method: _Method, handed: list[tuple[int, Any]], items: list, keys: list[str],
+                seconds: float, purpose: str, out: list) -> None:
+        """Store the answers just handed over (position, answer) in one transaction; ``seconds`` is their share
+        of the wall time."""
+        rows = []
+        for i, answer in handed:
+            out[i] = method.encode(answer)
+            p_tok, c_tok = method.tokens(items[i], answer)
+            rows.append(CallRecord(
+                key=keys[i], backend=self.backend, model=self.model_id, method=method.name,
+                request={"item": items[i], "params": method.params}, response=out[i], prompt_tokens=p_tok,
+                completion_tokens=c_tok, latency_s=seconds / len(handed), cost=self.prices.cost(p_tok, c_tok),
+                purpose=purpose,
+            ))
+        self.ledger.put_many(rows)
+        self.stats.misses += len(rows)
+        self.stats.timing += len(rows) if purpose == "timing" else 0
         if self.on_progress:
-            self.on_progress(1)
-        return encoded
+            self.on_progress(len(rows))
 
     def _send(self, method: _Method, items: list, keys: list[str], purpose: str) -> list:
-        """Send ``items`` in batches, committing each answer as it is handed over; returns the encoded answers.
+        """Send ``items`` in batches, committing answers as they are handed over; returns the encoded answers.
 
-        An answer's latency is the wall time since the previous answer of its batch (or the batch's start), so
-        the latencies of a batch add up to its wall time whatever the backend's concurrency.
+        A streaming backend hands over (and the ledger commits) one answer at a time; any other backend hands over
+        a batch at once, committed in one transaction. The latencies of a batch add up to its wall time.
         """
         out: list = [None] * len(items)
         for start in range(0, len(items), self.batch_size):
@@ -185,11 +191,8 @@ class LedgeredTeacher:
             last = [time.perf_counter()]
 
             def keep(j: int, answer: Any) -> None:
-                if j in got:
-                    return
                 now = time.perf_counter()
-                i = positions[j]
-                out[i] = self._record(method, keys[i], items[i], answer, now - last[0], purpose)
+                self._commit(method, [(positions[j], answer)], items, keys, now - last[0], purpose, out)
                 last[0] = now
                 got.add(j)
 
@@ -197,8 +200,9 @@ class LedgeredTeacher:
             if len(answers) != len(positions):
                 raise BackendError(f"{self.backend}:{self.model_id} returned {len(answers)} answers to "
                                    f"{len(positions)} {method.name} requests")
-            for j, answer in enumerate(answers):
-                keep(j, answer)
+            rest = [(positions[j], a) for j, a in enumerate(answers) if j not in got]
+            if rest:
+                self._commit(method, rest, items, keys, time.perf_counter() - last[0], purpose, out)
         return out
 
     def _cached(self, method: _Method, items: list) -> list:

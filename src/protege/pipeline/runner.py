@@ -33,7 +33,7 @@ from typing import Any, Optional
 import yaml
 
 from protege.core import console
-from protege.core.errors import ProtegeError, RunInterrupted, ShardCorrupt, error_code
+from protege.core.errors import InputMissing, ProtegeError, RunInterrupted, ShardCorrupt, error_code
 from protege.core.run import Run
 from protege.core.section import settings
 from protege.models.route import Maker, TeacherRoute
@@ -279,14 +279,15 @@ def _explain(exc: BaseException, recipe: Recipe, run: Run, fam: Family, steps: l
     if isinstance(exc, ShardCorrupt):
         writer = next((s.name for s in steps if exc.table in s.stage.writes), None)
         return ShardCorrupt(f"{exc}{where}. {_remake(recipe, writer)}", path=exc.path, table=exc.table)
-    if step is not None and not isinstance(exc, (ProtegeError, RecipeError)):
+    if step is not None and isinstance(exc, (ValueError, FileNotFoundError)) and not isinstance(exc, ProtegeError):
         present = set(run.records.tables())
         for name in step.stage.reads:
             writer = next((s.name for s in reversed(steps[: steps.index(step)]) if name in s.stage.writes), None)
-            if fam.output(name).kind == "table" and name not in present and writer is not None:
-                return ProtegeError(f"stage '{step.name}' failed ({type(exc).__name__}: {exc}). The table '{name}' it "
-                                    f"reads, made by stage '{writer}', is empty or missing ({run.records.root / name})"
-                                    f": if it was removed, {_remake(recipe, writer, lower=True)}", code="input_missing")
+            # Only when the stage's own error is about that table: other failures keep their message.
+            if fam.output(name).kind == "table" and name not in present and writer is not None and name in str(exc):
+                return InputMissing(f"stage '{step.name}' failed ({exc}). The table '{name}' it reads, made by stage "
+                                    f"'{writer}', is empty or missing ({run.records.root / name}): if it was removed, "
+                                    f"{_remake(recipe, writer, lower=True)}")
     return exc
 
 
