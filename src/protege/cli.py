@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Distil large language models into small students.")
 
 RECIPES = Path(__file__).parent / "recipes"
-_program = False  # set by main(): this process is the protege program, not a library caller or a test runner
+_program = False  # set by program(): this process is the protege program, not a library caller or a test runner
 
 
 @app.callback()
@@ -246,7 +246,7 @@ def doctor(
         raise typer.Exit(1)
 
 
-def main() -> None:
+def program() -> None:
     """The ``protege`` program (the CLI as a process of its own, which may exit at once after Ctrl-C)."""
     global _program
     _program = True
@@ -254,4 +254,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    program()

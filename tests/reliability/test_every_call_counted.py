@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import protege
+
 from loopback import recipe
 from protege.cli import app
 from protege.core import console
@@ -28,7 +30,7 @@ from protege.stage import StageContext
 from protege.tasks.classify.task import ClassificationTask
 from tiny import build_llama, build_tokenizer
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "protege"
+SRC = Path(protege.__file__).resolve().parent
 
 
 class Counting:

@@ -186,24 +186,29 @@ class LedgeredTeacher:
         """
         out: list = [None] * len(items)
         for start in range(0, len(items), self.batch_size):
-            positions = list(range(start, min(start + self.batch_size, len(items))))
-            got: set[int] = set()
-            last = [time.perf_counter()]
-
-            def keep(j: int, answer: Any) -> None:
-                now = time.perf_counter()
-                self._commit(method, [(positions[j], answer)], items, keys, now - last[0], purpose, out)
-                last[0] = now
-                got.add(j)
-
-            answers = method.send([items[i] for i in positions], keep)
-            if len(answers) != len(positions):
-                raise BackendError(f"{self.backend}:{self.model_id} returned {len(answers)} answers to "
-                                   f"{len(positions)} {method.name} requests")
-            rest = [(positions[j], a) for j, a in enumerate(answers) if j not in got]
-            if rest:
-                self._commit(method, rest, items, keys, time.perf_counter() - last[0], purpose, out)
+            self._send_batch(method, list(range(start, min(start + self.batch_size, len(items)))), items, keys,
+                             purpose, out)
         return out
+
+    def _send_batch(self, method: _Method, positions: list[int], items: list, keys: list[str], purpose: str,
+                    out: list) -> None:
+        got: set[int] = set()
+        last = time.perf_counter()
+
+        def keep(j: int, answer: Any) -> None:
+            nonlocal last
+            now = time.perf_counter()
+            self._commit(method, [(positions[j], answer)], items, keys, now - last, purpose, out)
+            last = now
+            got.add(j)
+
+        answers = method.send([items[i] for i in positions], keep)
+        if len(answers) != len(positions):
+            raise BackendError(f"{self.backend}:{self.model_id} returned {len(answers)} answers to "
+                               f"{len(positions)} {method.name} requests")
+        rest = [(positions[j], a) for j, a in enumerate(answers) if j not in got]
+        if rest:
+            self._commit(method, rest, items, keys, time.perf_counter() - last, purpose, out)
 
     def _cached(self, method: _Method, items: list) -> list:
         keys = [call_key(self.backend, self.model_id, method.name, item, method.params) for item in items]
