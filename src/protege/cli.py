@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -15,9 +16,12 @@ from protege.core import console
 if TYPE_CHECKING:
     from protege.core.run import Run
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distil large language models into small students.")
+# No locals in tracebacks: a frame's locals can hold an API key or a whole batch of data.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="Distil large language models into small students.")
 
 RECIPES = Path(__file__).parent / "recipes"
+_program = False  # set by program(): this process is the protege program, not a library caller or a test runner
 
 
 @app.callback()
@@ -46,20 +50,32 @@ def _load(recipe_path: Path, sets: list[str]) -> Any:
     try:
         return load_recipe(recipe_path, _parse_sets(sets))
     except RecipeError as err:
-        console.error(str(err))
+        console.error(str(err), code=err.code)
         raise typer.Exit(2) from None
 
 
-def _run(recipe_path: Path, sets: list[str], force: list[str], only: list[str]) -> "Run":
+def _run(recipe_path: Path, sets: list[str], force: list[str], only: list[str], wait: float = 0.0) -> "Run":
+    """Run a recipe; every failure ends with one ``error`` event carrying a code (Ctrl-C exits 130)."""
+    from protege.core.errors import ProtegeError, error_code
     from protege.pipeline.recipe import RecipeError
     from protege.pipeline.runner import run_recipe
 
     recipe = _load(recipe_path, sets)
     try:
-        run = run_recipe(recipe, force=tuple(force), only=tuple(only))
-    except RecipeError as err:
-        console.error(str(err))
-        raise typer.Exit(2) from None
+        run = run_recipe(recipe, force=tuple(force), only=tuple(only), wait_s=wait)
+    except (RecipeError, ProtegeError) as err:
+        console.error(str(err), code=error_code(err))
+        raise typer.Exit(2 if isinstance(err, RecipeError) else 1) from None
+    except KeyboardInterrupt as err:
+        console.error(str(err) or "interrupted", code="interrupted")
+        if _program:  # everything is saved: skip the interpreter's teardown, seconds long with torch loaded
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        raise typer.Exit(130) from None
+    except Exception as err:
+        console.event("error", code=error_code(err), message=f"{type(err).__name__}: {err}")
+        raise
     console.info(f"run directory: {run.path}")
     return run
 
@@ -68,14 +84,15 @@ def _dry_run(recipe_path: Path, sets: list[str], force: list[str], only: list[st
     """Validate the recipe and say what a run would do, loading no model and asking the teacher nothing."""
     from protege.core.run import Run
     from protege.pipeline.recipe import RecipeError
-    from protege.pipeline.runner import describe, family_of, plan
+    from protege.pipeline.runner import check, describe, family_of, plan
 
     recipe = _load(recipe_path, sets)
     existing = Run.open_existing(recipe.run_dir) if (recipe.run_dir / "ledger.sqlite").exists() else None
     try:
+        check(recipe)
         steps = plan(recipe, existing, force=tuple(force), only=tuple(only))
     except RecipeError as err:
-        console.error(str(err))
+        console.error(str(err), code=err.code)
         raise typer.Exit(2) from None
     rows = describe(steps, family_of(recipe))
     console.event("dry_run", recipe=str(recipe_path), family=recipe.family, run_dir=str(recipe.run_dir), stages=rows)
@@ -100,12 +117,14 @@ def run(
     only: list[str] = typer.Option([], "--only", help="Run only this stage (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate, print the stages that would run or be skipped, "
                                  "what each reads and writes and whether it needs the teacher; run nothing."),
+    wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another run using the same run directory "
+                               "to finish (default: refuse at once)."),
 ) -> None:
     """Execute a recipe into its run directory: resumes an interrupted run, recomputes what a changed setting affects."""
     if dry_run:
         _dry_run(recipe, set_, force, only)
         return
-    _run(recipe, set_, force, only)
+    _run(recipe, set_, force, only, wait)
 
 
 @app.command()
@@ -144,15 +163,16 @@ def quickstart(
 @app.command()
 def inspect(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
     """Stages (current or stale), tables and who wrote them, teacher calls, tokens, cost and time of a run."""
+    from protege.core.errors import ProtegeError, error_code
     from protege.core.run import Run
     from protege.pipeline.status import status
 
     try:
         r = Run.open_existing(run_dir)
-    except FileNotFoundError as err:
-        console.error(str(err))
+        summary = status(r)
+    except (FileNotFoundError, ProtegeError) as err:
+        console.error(str(err), code=error_code(err))
         raise typer.Exit(2) from None
-    summary = status(r)
     console.event("inspect", **summary)
     table = Table(title=f"run {r.path} ({summary['family'] or 'unknown family'})")
     table.add_column("what")
@@ -165,6 +185,10 @@ def inspect(run_dir: Path = typer.Argument(..., help="A run directory.")) -> Non
         table.add_row(f"records {name}", f"{info['rows']}{by}")
     for method, count in summary["teacher_calls"].items():
         table.add_row(f"teacher calls: {method}", str(count))
+    spend = summary["teacher_requests"]
+    table.add_row("teacher requests paid / answered from the ledger", f"{spend['paid']} / {spend['from_ledger']}")
+    if spend["timing"]:
+        table.add_row("  of the paid: sent to time the teacher", str(spend["timing"]))
     table.add_row("teacher tokens (prompt / completion)",
                   f"{summary['teacher_prompt_tokens']} / {summary['teacher_completion_tokens']}")
     table.add_row("teacher time (s)", f"{summary['teacher_seconds']:.1f}")
@@ -222,5 +246,12 @@ def doctor(
         raise typer.Exit(1)
 
 
+def program() -> None:
+    """The ``protege`` program (the CLI as a process of its own, which may exit at once after Ctrl-C)."""
+    global _program
+    _program = True
+    app()
+
+
 if __name__ == "__main__":
-    sys.exit(app())
+    program()

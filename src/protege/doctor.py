@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import os
 import platform
 import sys
 from dataclasses import dataclass
@@ -76,18 +75,27 @@ def check_llamacpp() -> Check:
 
 
 def check_server(base_url: str, api_key_env: str = "OPENAI_API_KEY") -> Check:
+    """The server answers ``/models`` with the key the teacher would send; what it says is shown scrubbed."""
     import httpx
 
-    headers = {}
-    if os.environ.get(api_key_env):
-        headers["Authorization"] = f"Bearer {os.environ[api_key_env]}"
+    from protege.core.errors import ProtegeError
+    from protege.core.secrets import scrub
+    from protege.models.remote import read_api_key
+
+    try:
+        key = read_api_key(api_key_env)
+    except ProtegeError as err:
+        return Check("backend openai", "fail", str(err))
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     url = base_url.rstrip("/") + "/models"
     try:
         response = httpx.get(url, headers=headers, timeout=10)
     except httpx.HTTPError as err:
         return Check("backend openai", "fail", f"{url} unreachable ({type(err).__name__}); is the server running?")
     if response.status_code != 200:
-        return Check("backend openai", "fail", f"{url} answered HTTP {response.status_code}: {response.text[:200]}")
+        hint = f" (is the API key in ${api_key_env} right?)" if response.status_code in (401, 403) else ""
+        return Check("backend openai", "fail",
+                     f"{url} answered HTTP {response.status_code}{hint}: {scrub(response.text[:200])}")
     models = [m.get("id", "?") for m in response.json().get("data", [])]
     return Check("backend openai", "ok", f"{base_url} serves {', '.join(models) or 'no models'}")
 

@@ -2,7 +2,8 @@
 
 One process-wide setting, made once by the CLI: ``configure(quiet=..., jsonl=...)``. Library code calls
 ``info``/``warn``/``progress`` and never prints directly, so ``--quiet`` silences everything but errors and
-``--log-jsonl`` records every event with its fields.
+``--log-jsonl`` records every event with its fields. Every line, human or machine, passes through
+:func:`protege.core.secrets.scrub` first.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
 from rich.console import Console
+from protege.core.secrets import scrub
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 _console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -35,24 +37,24 @@ def configure(*, quiet: bool = False, jsonl: str | Path | None = None) -> None:
 def event(name: str, **fields: Any) -> None:
     """Record a machine-readable event (only when a JSON-lines log is configured)."""
     if _jsonl is not None:
-        _jsonl.write(json.dumps({"time": round(time.time(), 3), "event": name, **fields}, default=str) + "\n")
+        _jsonl.write(scrub(json.dumps({"time": round(time.time(), 3), "event": name, **fields}, default=str)) + "\n")
 
 
 def info(message: str, **fields: Any) -> None:
     event("info", message=message, **fields)
     if not _quiet:
-        _console.print(message)
+        _console.print(scrub(message))
 
 
 def warn(message: str, **fields: Any) -> None:
     event("warning", message=message, **fields)
     if not _quiet:
-        _console.print(f"[yellow]warning:[/yellow] {message}")
+        _console.print(f"[yellow]warning:[/yellow] {scrub(message)}")
 
 
 def error(message: str, **fields: Any) -> None:
     event("error", message=message, **fields)
-    _console.print(f"[red]error:[/red] {message}")
+    _console.print(f"[red]error:[/red] {scrub(message)}")
 
 
 def print_renderable(renderable: Any) -> None:

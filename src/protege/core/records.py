@@ -2,7 +2,9 @@
 
 A table is append-only. Each ``append`` writes one new shard atomically (temp file, then rename), so a crash
 loses at most the batch being written and never leaves a torn file. Reading concatenates the shards and keeps
-the last version of each ``id``, so re-writing a record after a resume never duplicates it.
+the last version of each ``id``, so re-writing a record after a resume never duplicates it. A shard that cannot
+be read (a disk fault, a hand edit) raises :class:`~protege.core.errors.ShardCorrupt` naming the file; the
+runner adds which stage to re-run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any, Iterable
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from protege.core.errors import ShardCorrupt
 
 # Columns every record carries, whatever the task: where it came from and what made it.
 PROVENANCE = {
@@ -72,12 +76,12 @@ class RecordStore:
         shards = sorted((self.root / table).glob("part-*.parquet"))
         if not shards:
             return pd.DataFrame(columns=list(PROVENANCE))
-        frame = pd.concat([pq.read_table(s).to_pandas() for s in shards], ignore_index=True)
+        frame = pd.concat([_read(s, table).to_pandas() for s in shards], ignore_index=True)
         return frame.drop_duplicates("id", keep="last").reset_index(drop=True)
 
     def ids(self, table: str) -> set[str]:
         shards = sorted((self.root / table).glob("part-*.parquet"))
-        return {i for s in shards for i in pq.read_table(s, columns=["id"]).column("id").to_pylist()}
+        return {i for s in shards for i in _read(s, table, columns=["id"]).column("id").to_pylist()}
 
     def count(self, table: str) -> int:
         return len(self.ids(table))
@@ -97,3 +101,11 @@ class RecordStore:
         for shard in old:
             shard.unlink()
         return written
+
+
+def _read(shard: Path, table: str, columns: list[str] | None = None) -> pa.Table:
+    try:
+        return pq.read_table(shard, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise ShardCorrupt(f"records shard {shard} of table {table!r} cannot be read ({exc})", path=shard,
+                           table=table) from None

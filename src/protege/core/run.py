@@ -6,6 +6,7 @@
     <run>/artifacts/        checkpoints, metrics (JSON), plots, the report
     <run>/stages/<name>.yaml  the settings that produced each finished stage's outputs
     <run>/events.jsonl      one JSON object per event, for machines
+    <run>/run.lock          held by the process running a recipe here (protege.core.lock)
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 import yaml
 
 from protege.core.ledger import Ledger
+from protege.core.lock import RunLock
 from protege.core.records import RecordStore
+from protege.core.secrets import scrub
 
 
 class Run:
@@ -66,6 +69,10 @@ class Run:
         os.replace(tmp, target)
         return target
 
+    def lock(self, *, wait_s: float = 0.0, on_stale: Any = None) -> RunLock:
+        """The run directory's lock (not yet acquired): ``with run.lock(): ...`` keeps other runs out."""
+        return RunLock(self.path, wait_s=wait_s, on_stale=on_stale)
+
     def log_event(self, event: str, **fields: Any) -> None:
         with open(self.path / "events.jsonl", "a") as fh:
-            fh.write(json.dumps({"time": time.time(), "event": event, **fields}, default=str) + "\n")
+            fh.write(scrub(json.dumps({"time": time.time(), "event": event, **fields}, default=str)) + "\n")

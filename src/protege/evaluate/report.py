@@ -4,7 +4,13 @@ A family builds a :class:`Report` from the metrics its evaluation stage wrote (n
 can be rebuilt at any time) — a headline, flags that come before any number, then tables and figures — and
 :func:`write_report` renders and writes it atomically under ``artifacts/``: ``report.html`` (plots embedded as
 PNG data), ``report.md`` and ``report_files/<plot>.png``. :func:`report_stage` turns a family's builder into
-the family's ``report`` stage, so every family has the same stage with the same section.
+the family's ``report`` stage, so every family has the same stage with the same section; that stage adds what
+the teacher cost (requests paid and answered from the ledger, tokens, cost, texts cut to its context).
+
+Any text renders: HTML is escaped, Markdown is escaped (:func:`md_escape`: a label such as ``*a*|<b>`` shows as
+written), and plots take text literally (mathtext off, so a label such as ``a$^$b`` cannot crash a report after
+the run has paid for everything). Every file is written to a temporary name and renamed, so a crash leaves the
+previous report whole.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import base64
 import html
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -68,9 +75,20 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+# Characters Markdown (GitHub's included: ~~strike~~, $math$) or inline HTML read as syntax anywhere in a line;
+# an underscore inside a word (snake_case) is never emphasis, so it stays readable.
+_MD_SPECIAL = re.compile(r"([\\`*{}\[\]<>#|~$]|(?<!\w)_|_(?!\w))")
+
+
+def md_escape(text: str) -> str:
+    """``text`` as literal Markdown on one line: every character Markdown (or HTML inside it) would read as
+    syntax is backslash-escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
 def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(md_escape(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -78,6 +96,8 @@ def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # no display: the report is rendered headless, also under CI
+    # Labels and names are data, not formulas: '$' in a label must not start mathtext (which can fail to parse).
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt
@@ -97,19 +117,19 @@ def render(report: Report) -> tuple[str, str]:
     h = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
          f"<style>{STYLE}</style></head><body><h1>{title}</h1>",
          f"<p class='headline'>{html.escape(report.headline)}</p>"]
-    m = [f"# {report.title}", "", f"**{report.headline}**", ""]
+    m = [f"# {md_escape(report.title)}", "", f"**{md_escape(report.headline)}**", ""]
     if report.flags:
         h.append("<h2>Flags: read these first</h2>")
         m += ["## Flags: read these first", ""]
         for flag in report.flags:
             h.append(f"<div class='flag'><code>{html.escape(flag['code'])}</code>: {html.escape(flag['message'])}</div>")
-            m.append(f"- **{flag['code']}**: {flag['message']}")
+            m.append(f"- **{md_escape(flag['code'])}**: {md_escape(flag['message'])}")
         m.append("")
     for block in report.blocks:
         if isinstance(block, Table):
             if block.heading:
                 h.append(f"<h2>{html.escape(block.heading)}</h2>")
-                m += [f"## {block.heading}", ""]
+                m += [f"## {md_escape(block.heading)}", ""]
             h.append(html_table(block.header, block.rows))
             m += [md_table(block.header, block.rows), ""]
         else:
@@ -117,7 +137,7 @@ def render(report: Report) -> tuple[str, str]:
             caption = html.escape(block.caption)
             h.append(f"<figure><h2>{caption}</h2><img id='plot-{block.key}' alt='{caption}' "
                      f"src='data:image/png;base64,{data}'></figure>")
-            m += [f"## {block.caption}", "", f"![{block.caption}]({PLOT_DIR}/{block.key}.png)", ""]
+            m += [f"## {md_escape(block.caption)}", "", f"![{md_escape(block.caption)}]({PLOT_DIR}/{block.key}.png)", ""]
     h.append("</body></html>")
     return "\n".join(h), "\n".join(m)
 
@@ -140,11 +160,31 @@ def write_report(run: Run, report: Report) -> Path:
     return target
 
 
+def teacher_spend(run: Run) -> Optional[Table]:
+    """What the teacher cost the run, from its ledger; None when the run asked no teacher."""
+    spend = run.ledger.spend()
+    if not spend["paid"] and not spend["from_ledger"]:
+        return None
+    rows = [["requests paid", str(spend["paid"])], ["requests answered from the ledger", str(spend["from_ledger"])]]
+    if spend["timing"]:
+        rows.append(["of the paid: sent to time the teacher", str(spend["timing"])])
+    rows += [["tokens (prompt / completion)", f"{spend['prompt_tokens']} / {spend['completion_tokens']}"],
+             ["teacher time (s)", f"{spend['seconds']:.1f}"], ["cost", f"{spend['cost']:.4f}"]]
+    if spend["truncated_texts"]:
+        rows.append(["texts cut to fit the teacher's context", str(spend["truncated_texts"])])
+    return Table(["teacher", "value"], rows, heading="What the teacher cost")
+
+
 def report_stage(build: Callable[[Run], Report], *, reads: tuple[str, ...], writes: tuple[str, ...]) -> Stage:
-    """A family's ``report`` stage: ``build`` turns the run's metrics into a :class:`Report`."""
+    """A family's ``report`` stage: ``build`` turns the run's metrics into a :class:`Report`; the teacher's cost
+    is appended."""
 
     def run(ctx: StageContext) -> dict[str, Any]:
-        path = write_report(ctx.run, build(ctx.run))
+        report = build(ctx.run)
+        spend = teacher_spend(ctx.run)
+        if spend is not None:
+            report.blocks.append(spend)
+        path = write_report(ctx.run, report)
         console.info(f"report: {path}")
         return {"report": str(path)}
 

@@ -94,3 +94,26 @@ class Teacher(Protocol):
 
 class BackendError(RuntimeError):
     """A backend failed in a way retrying will not fix (bad request, missing model, unreachable server)."""
+
+    code = "teacher_failed"
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+# Bytes of text per token when no tokenizer is at hand: BPE vocabularies of English average about four. Used
+# only to count the tokens of requests to a server whose tokenizer protege does not have, for cost estimates.
+BYTES_PER_TOKEN = 4
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """The words of a prompt: raw text as is, a chat's message contents one per line (no template)."""
+    return prompt if isinstance(prompt, str) else "\n".join(m.get("content", "") for m in prompt)
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of ``text`` estimated from its UTF-8 length (:data:`BYTES_PER_TOKEN`), at least 1 for any text."""
+    size = len(text.encode())
+    return -(-size // BYTES_PER_TOKEN) if size else 0

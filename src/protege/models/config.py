@@ -46,3 +46,11 @@ class TeacherConfig(BaseModel):
     )
     price_input_per_million: float = Field(0.0, ge=0, description="Cost per million prompt tokens (for reports).")
     price_output_per_million: float = Field(0.0, ge=0, description="Cost per million generated tokens.")
+
+    def named_models(self) -> dict[str, str]:
+        """Models this section names, by key, that must exist before anything is spent (the preflight checks
+        them); a served model's name is the server's business."""
+        named = {"model": self.model} if self.backend != "openai" else {}
+        if self.tokenizer:
+            named["tokenizer"] = self.tokenizer
+        return named

@@ -112,6 +112,11 @@ class HFTeacher:
     def device(self) -> torch.device:
         return next(self._model.parameters()).device
 
+    @property
+    def context_length(self) -> int | None:
+        """Positions the model was trained on; past them its answers mean nothing, so callers fit prompts in."""
+        return getattr(self._model.config, "max_position_embeddings", None)
+
     # ------------------------------------------------------------------------------------------ tokens
 
     def render(self, prompt: Prompt) -> str:

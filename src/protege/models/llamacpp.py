@@ -100,6 +100,10 @@ class LlamaCppTeacher:
     def llm(self) -> Any:
         return self._llm
 
+    @property
+    def context_length(self) -> int:
+        return int(self._llm.n_ctx())
+
     def close(self) -> None:
         """Free the model now rather than at interpreter exit, where llama-cpp-python's finaliser can fail."""
         self._llm.close()

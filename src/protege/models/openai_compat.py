@@ -3,36 +3,44 @@ hosted APIs), spoken to with plain httpx.
 
 Raw-text prompts go to ``/completions``, chat prompts to ``/chat/completions``. Requests run concurrently up to
 a bound and are retried with exponential backoff and jitter on rate limits, server errors, timeouts and broken
-connections; other 4xx answers fail at once with the server's own message. The API key is read from an
-environment variable and lives only in the HTTP client's headers: never in repr, logs, errors or files.
+connections; other 4xx answers, and requests the client itself refuses to send (an illegal header value), fail
+at once with the server's own message. Each retry is logged and recorded as a ``warning`` event with code
+``teacher_retry``.
 
-``score`` and ``topk_logprobs`` need prompt log-probabilities, which the OpenAI protocol only offers through
-``/completions`` with ``echo=True``. Each answer is checked for the standard layout (row ``i`` is token ``i``
-given the tokens before it, followed by a row for the one generated token); servers that answer otherwise,
-such as llama-cpp-python's (its rows are shifted by one), are reported as unsupported rather than trusted.
+The API key is read from an environment variable (:func:`read_api_key`: surrounding whitespace, such as the
+newline a key file or secret mount ends with, is stripped with a warning) and lives only in the HTTP client's
+headers; it is registered with :mod:`protege.core.secrets`, so no error, log record, event or file shows it in
+any form.
+
+Answers stream: each method's ``on_answer(i, answer)`` callback hands prompt ``i``'s answer over as soon as it
+is complete (through :func:`protege.models.remote.map_concurrently`), so the ledger commits it before the next
+arrives; a failure or Ctrl-C stops as that function says.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import httpx
 import torch
 
-from protege.models.base import BackendError, Generation, Prompt, SamplingParams, TopK
+from protege.core import console, secrets
+from protege.models.base import (BackendError, Generation, Prompt, SamplingParams, TopK, estimate_tokens,
+                                 prompt_text)
 from protege.models.hf import render_prompt, tail_logprob
+from protege.models.remote import map_concurrently, read_api_key, server_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Raised before anything is sent: the request itself is wrong, and sending it again changes nothing.
+_HOPELESS = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
 _MESSAGE_LIMIT = 500  # characters of a server's error body quoted in our errors
 
 
@@ -66,7 +74,7 @@ class OpenAICompatTeacher:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self._piece_ids: dict[str, int] | None = None
-        key = os.environ.get(api_key_env) or None
+        key = read_api_key(api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(
             base_url=self.base_url,
@@ -81,6 +89,9 @@ class OpenAICompatTeacher:
             f"api_key_env={self.api_key_env!r}, max_concurrency={self.max_concurrency})"
         )
 
+    streams_answers = True  # each method takes on_answer(i, answer); see the module docstring
+    context_length: Optional[int] = None  # the server does not say; prompts are sent as they are
+
     @property
     def backend(self) -> str:
         return "openai"
@@ -94,12 +105,10 @@ class OpenAICompatTeacher:
 
     # ------------------------------------------------------------------------------------------ HTTP
 
-    def _scrub(self, text: str) -> str:
-        # A server may quote the key back in an error message. The key is read from the client's headers
-        # rather than kept in an attribute, where repr(vars(...)) or a debugger would show it.
-        auth = self._client.headers.get("authorization", "")
-        secret = auth.removeprefix("Bearer ")
-        return text.replace(secret, "***") if auth and secret else text
+    @staticmethod
+    def _scrub(text: str) -> str:
+        # A server may quote the key back in an error message, in any of the forms secrets.scrub knows.
+        return secrets.scrub(text)
 
     def _backoff(self, attempt: int, retry_after: str | None) -> float:
         if retry_after is not None:
@@ -118,6 +127,10 @@ class OpenAICompatTeacher:
             retry_after = None
             try:
                 response = self._client.post(path, json={**body, **self.extra_body})
+            except _HOPELESS as exc:
+                raise BackendError(f"{url}: the request cannot be sent ({type(exc).__name__}: "
+                                   f"{self._scrub(str(exc))}); retrying would not help. Check base_url and the "
+                                   f"API key in {self.api_key_env}.", code="teacher_request_invalid") from None
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 last = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
             else:
@@ -127,38 +140,40 @@ class OpenAICompatTeacher:
                     except ValueError as exc:
                         raise BackendError(f"{url} answered {response.status_code} with non-JSON: "
                                            f"{self._scrub(response.text[:_MESSAGE_LIMIT])!r}") from exc
-                message = self._scrub(_server_message(response))
+                message = self._scrub(server_message(response, _MESSAGE_LIMIT))
                 if response.status_code not in RETRYABLE_STATUS:
-                    hint = ""
+                    hint, code = "", "teacher_refused"
                     if response.status_code in (401, 403):
                         hint = f" (is the API key in the environment variable {self.api_key_env}?)"
+                        code = "teacher_auth"
                     elif response.status_code == 404:
                         hint = f" (is base_url {self.base_url!r} right, with its /v1, and is {self._model!r} served?)"
-                    raise BackendError(f"{url} answered {response.status_code}{hint}: {message}")
+                    raise BackendError(f"{url} answered {response.status_code}{hint}: {message}", code=code)
                 last = f"HTTP {response.status_code}: {message}"
                 retry_after = response.headers.get("retry-after")
             if attempt < self.max_retries:
                 delay = self._backoff(attempt, retry_after)
                 log.warning("%s failed (%s); retry %d/%d in %.1fs", url, last, attempt + 1, self.max_retries,
                             delay)
+                console.event("warning", code="teacher_retry", message=f"{url} failed ({last})",
+                              attempt=attempt + 1, max_retries=self.max_retries, delay_s=round(delay, 2))
                 time.sleep(delay)
         raise BackendError(f"{url} failed after {self.max_retries + 1} attempts; last error: {last}")
 
-    def _map(self, func: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        if len(items) <= 1 or self.max_concurrency == 1:
-            return [func(item) for item in items]
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(items))) as pool:
-            return list(pool.map(func, items))
+    def _map(self, func: Callable[[T], R], items: Sequence[T],
+             on_done: Optional[Callable[[int, R], None]] = None) -> list[R]:
+        return map_concurrently(func, items, self.max_concurrency, on_done)
 
     # ------------------------------------------------------------------------------------------ generate
 
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Generation]]:
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams,
+                 on_answer: Optional[Callable[[int, list[Generation]], None]] = None) -> list[list[Generation]]:
         """``params.n`` answers per prompt, prompts in parallel.
 
         Servers that ignore ``n`` (llama.cpp's) are asked again for the missing samples; with a seed, each
         follow-up request uses ``seed + samples so far`` so the samples differ yet reproduce.
         """
-        return self._map(lambda prompt: self._generate_one(prompt, params), list(prompts))
+        return self._map(lambda prompt: self._generate_one(prompt, params), list(prompts), on_answer)
 
     def _generate_one(self, prompt: Prompt, params: SamplingParams) -> list[Generation]:
         chat = not isinstance(prompt, str)
@@ -242,20 +257,52 @@ class OpenAICompatTeacher:
         if not (spelled and greedy):
             raise BackendError(unsupported + "the rows are not in the standard layout (token i given tokens < i)")
 
-    def score(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]]) -> list[list[float]]:
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]],
+              on_answer: Optional[Callable[[int, list[float]], None]] = None) -> list[list[float]]:
         """Summed log-probability of each candidate, one echo request per (prompt, candidate), in parallel.
 
-        The server tokenises prompt and candidate together; tokens overlapping the candidate's text count.
+        The server tokenises prompt and candidate together; tokens overlapping the candidate's text count. A
+        prompt's answer is handed to ``on_answer`` when all its candidates are scored.
         """
         if len(prompts) != len(continuations):
             raise ValueError(f"score: {len(prompts)} prompts but {len(continuations)} candidate lists")
-        pairs = [(self._prompt_text(p), c) for p, cands in zip(prompts, continuations) for c in cands]
-        flat = self._map(lambda pair: self._score_pair(*pair), pairs)
-        out, i = [], 0
-        for cands in continuations:
-            out.append(flat[i : i + len(cands)])
-            i += len(cands)
+        slots = [(i, j) for i, cands in enumerate(continuations) for j in range(len(cands))]
+        pairs = [(self._prompt_text(prompts[i]), continuations[i][j]) for i, j in slots]
+        out: list[list[float]] = [[0.0] * len(cands) for cands in continuations]
+        left = [len(cands) for cands in continuations]
+
+        def done(k: int, value: float) -> None:
+            i, j = slots[k]
+            out[i][j] = value
+            left[i] -= 1
+            if left[i] == 0 and on_answer is not None:
+                on_answer(i, out[i])
+
+        if on_answer is not None:
+            for i in (i for i, n in enumerate(left) if n == 0):
+                on_answer(i, [])
+        self._map(lambda pair: self._score_pair(*pair), pairs, done)
         return out
+
+    def _billed_text(self, prompt: Prompt) -> str:
+        # A chat cannot be rendered without the tokenizer (nor scored); its words then stand in for the count.
+        return prompt_text(prompt) if self.tokenizer is None else self._prompt_text(prompt)
+
+    def _count(self, text: str) -> int:
+        if self.tokenizer is not None:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return estimate_tokens(text)
+
+    def count_prompt_tokens(self, prompt: Prompt) -> int:
+        """Tokens of ``prompt``: the configured tokenizer's count, else :func:`estimate_tokens`."""
+        return self._count(self._billed_text(prompt))
+
+    def score_tokens(self, prompt: Prompt, candidates: Sequence[str]) -> tuple[int, int]:
+        """What scoring ``candidates`` after ``prompt`` is billed: one echo request per non-empty candidate,
+        each reading prompt + candidate and generating one token."""
+        text = self._billed_text(prompt)
+        sent = [c for c in candidates if c]
+        return sum(self._count(text + c) for c in sent), len(sent)
 
     def _score_pair(self, prompt_text: str, continuation: str) -> float:
         if not continuation:
@@ -288,13 +335,14 @@ class OpenAICompatTeacher:
             self._piece_ids = table
         return self._piece_ids.get(piece)
 
-    def topk_logprobs(self, prompts: Sequence[Prompt], completions: Sequence[str], k: int) -> list[TopK]:
+    def topk_logprobs(self, prompts: Sequence[Prompt], completions: Sequence[str], k: int,
+                      on_answer: Optional[Callable[[int, TopK], None]] = None) -> list[TopK]:
         """Top-k rows from echo logprobs. Alternatives whose text maps to no token id are left out of a row
         (their mass is then part of the tail)."""
         if len(prompts) != len(completions):
             raise ValueError(f"topk_logprobs: {len(prompts)} prompts but {len(completions)} completions")
         texts = [self._prompt_text(p) + c for p, c in zip(prompts, completions)]
-        return self._map(lambda text: self._topk_one(text, k), texts)
+        return self._map(lambda text: self._topk_one(text, k), texts, on_answer)
 
     def _topk_one(self, text: str, k: int) -> TopK:
         lp = self._echo(text, k)
@@ -314,20 +362,6 @@ class OpenAICompatTeacher:
             token_logprobs=[float(v) for v in lp["token_logprobs"][1:n]],
             tail_logprob=tails,
         )
-
-
-def _server_message(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:_MESSAGE_LIMIT] or response.reason_phrase
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])[:_MESSAGE_LIMIT]
-    if isinstance(error, str):
-        return error[:_MESSAGE_LIMIT]
-    detail = data.get("detail") if isinstance(data, dict) else None
-    return str(detail or data)[:_MESSAGE_LIMIT]
 
 
 def _parse_choice(choice: dict[str, Any], chat: bool, usage: dict[str, Any], n_choices: int) -> Generation:

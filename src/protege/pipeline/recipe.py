@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_model
 
 from protege.core.section import Section
 from protege.models.config import TeacherConfig
@@ -38,6 +38,12 @@ class Recipe(Section):
     description: str = Field("", description="One line: what the recipe does (shown by `protege recipes`).")
     seed: int = Field(0, description="Seed for every random choice (sampling, splits, initialisation).")
     teacher: Optional[TeacherConfig] = Field(None, description="The teacher model and how to reach it.")
+    _source: Optional[str] = PrivateAttr(None)  # the file it was read from, for commands in messages
+
+    @property
+    def command(self) -> str:
+        """The command that runs this recipe, for advice in messages."""
+        return f"protege run {self._source or 'RECIPE.yaml'}"
 
 
 BASE_KEYS = set(Recipe.model_fields)
@@ -88,6 +94,13 @@ def family_of(data: dict, source: str = "<recipe>") -> Family:
 class RecipeError(ValueError):
     """A recipe that cannot be used; the message says where and how to fix it."""
 
+    code = "recipe_invalid"
+
+    def __init__(self, message: str, *, code: Optional[str] = None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
 
 def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
     """Allowed keys at ``loc`` inside ``model``, for 'did you mean' hints."""
@@ -131,6 +144,7 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
         raise RecipeError(format_errors(err, source, model)) from None
     if base_dir is not None and not recipe.run_dir.is_absolute():
         recipe.run_dir = (base_dir / recipe.run_dir).resolve()
+    recipe._source = source if source != "<recipe>" else None
     return recipe
 
 

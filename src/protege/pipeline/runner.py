@@ -13,6 +13,12 @@ retrains the student that ``train`` wrote). Otherwise it is skipped as done. Bef
 but an interruption with unchanged settings, its declared outputs are removed, so nothing stale survives; an
 interrupted stage resumes from what it had saved. The ledger answers every teacher call already paid for, so a
 re-run costs only what is new.
+
+Before anything is loaded, locked or spent, :func:`check` runs the plan's input check and the preflight
+(:mod:`protege.pipeline.preflight`). The run directory is then locked (:mod:`protege.core.lock`) for the whole
+run, so a second run on it waits or stops instead of paying again. A run that fails records an ``error`` event
+with a code in ``<run>/events.jsonl``; a Ctrl-C becomes :class:`~protege.core.errors.RunInterrupted`, whose
+message says what was saved, and an unreadable shard or a missing input table names the command that re-makes it.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ from typing import Any, Optional
 import yaml
 
 from protege.core import console
+from protege.core.errors import InputMissing, ProtegeError, RunInterrupted, ShardCorrupt, error_code
 from protege.core.run import Run
 from protege.core.section import settings
 from protege.models.route import Maker, TeacherRoute
 from protege.pipeline.families import FAMILIES
+from protege.pipeline.preflight import preflight
 from protege.pipeline.recipe import Recipe, RecipeError, dump_recipe, parse_recipe
 from protege.stage import Family, Stage, StageContext
 
@@ -192,49 +200,109 @@ def _context(recipe: Recipe, run: Run, stage: Stage, route: Optional[TeacherRout
     )
 
 
+def check(recipe: Recipe, *, teacher_given: bool = False) -> list[Step]:
+    """Everything that can be checked before the run directory is touched (inputs, teacher, models)."""
+    steps = signatures(recipe)
+    preflight(recipe, [s.stage for s in steps], teacher_given=teacher_given)
+    return steps
+
+
 def run_recipe(recipe: Recipe, *, force: tuple[str, ...] = (), only: tuple[str, ...] = (),
-               teacher: Optional[Maker] = None) -> Run:
+               teacher: Optional[Maker] = None, wait_s: float = 0.0) -> Run:
     """Run ``recipe``'s stages that are not current in its run directory.
 
     ``teacher`` replaces the backend the recipe's ``teacher:`` section names (a backend, or a factory taking the
     section); it is still asked through the run's ledger. It is the seam tests inject scripted teachers through.
+    ``wait_s``: how long to wait for another run holding the run directory before refusing.
     """
+    check(recipe, teacher_given=teacher is not None)
     fam = family_of(recipe)
     run = Run(recipe.run_dir)
-    steps = plan(recipe, run, force=force, only=only)
-    (run.path / "recipe.yaml").write_text(dump_recipe(recipe))
-    route = TeacherRoute(recipe.teacher, run.ledger, make=teacher) if recipe.teacher is not None else None
-    for step in steps:
-        stage = step.stage
-        if not step.run:
-            if step.reason != "not in --only":
-                console.info(f"[dim]{stage.name}: done earlier, skipped[/dim]")
-            if route is not None and stage.adapts_teacher is not None and run.ledger.stage_status(stage.name) == "done":
-                route.adapt(lambda backend, s=stage: s.adapts_teacher(backend, run))
-            continue
-        console.info(f"[bold]{stage.name}[/bold]" + ("" if step.reason == "new" else f" [dim]({step.reason})[/dim]"))
-        if not step.resume:
-            earlier = {w for s in steps[: steps.index(step)] for w in s.stage.writes}
-            clear_outputs(run, fam, stage, keep=earlier)
-        run.ledger.mark_stage(stage.name, "running", signature=step.signature, inputs=step.inputs)
-        run.log_event("stage_start", stage=stage.name, reason=step.reason)
-        began = time.perf_counter()
-        before = (route.stats.hits, route.stats.misses) if route is not None else (0, 0)
-        if route is not None:
-            route.used = False
-        ctx = _context(recipe, run, stage, route)
-        summary = stage.run(ctx) or {}
-        summary["seconds"] = round(time.perf_counter() - began, 2)
-        if route is not None and route.used:  # say what was paid for and what the ledger remembered
-            summary["teacher_requests"] = {"sent": route.stats.misses - before[1],
-                                           "from_ledger": route.stats.hits - before[0]}
-        run.ledger.mark_stage(stage.name, "done", summary)
-        run.write_stage_settings(stage.name, step.inputs)
-        run.log_event("stage_end", stage=stage.name, summary=summary)
-        console.event("stage_end", stage=stage.name, summary=summary)
-        if route is not None and stage.adapts_teacher is not None:
-            route.adapt(lambda backend, s=stage: s.adapts_teacher(backend, run))
+    with run.lock(wait_s=wait_s, on_stale=lambda message: console.warn(message, code="stale_lock")):
+        steps = plan(recipe, run, force=force, only=only)
+        (run.path / "recipe.yaml").write_text(dump_recipe(recipe))
+        route = TeacherRoute(recipe.teacher, run.ledger, make=teacher) if recipe.teacher is not None else None
+        current: Optional[Step] = None
+        try:
+            for current in steps:
+                _run_step(recipe, run, fam, steps, current, route)
+        except BaseException as exc:
+            failure = _explain(exc, recipe, run, fam, steps, current, route)
+            run.log_event("error", code=error_code(failure), stage=current.name if current else None,
+                          message=str(failure))
+            if failure is exc:
+                raise
+            raise failure from (None if isinstance(failure, RunInterrupted) else exc)
     return run
+
+
+def _run_step(recipe: Recipe, run: Run, fam: Family, steps: list[Step], step: Step,
+              route: Optional[TeacherRoute]) -> None:
+    stage = step.stage
+    if not step.run:
+        if step.reason != "not in --only":
+            console.info(f"[dim]{stage.name}: done earlier, skipped[/dim]")
+        if route is not None and stage.adapts_teacher is not None and run.ledger.stage_status(stage.name) == "done":
+            route.adapt(lambda backend, s=stage: s.adapts_teacher(backend, run))
+        return
+    console.info(f"[bold]{stage.name}[/bold]" + ("" if step.reason == "new" else f" [dim]({step.reason})[/dim]"))
+    if not step.resume:
+        earlier = {w for s in steps[: steps.index(step)] for w in s.stage.writes}
+        clear_outputs(run, fam, stage, keep=earlier)
+    run.ledger.mark_stage(stage.name, "running", signature=step.signature, inputs=step.inputs)
+    run.log_event("stage_start", stage=stage.name, reason=step.reason)
+    began = time.perf_counter()
+    before = (route.stats.hits, route.stats.misses) if route is not None else (0, 0)
+    if route is not None:
+        route.used = False
+    summary = stage.run(_context(recipe, run, stage, route)) or {}
+    summary["seconds"] = round(time.perf_counter() - began, 2)
+    if route is not None and route.used:  # say what was paid for and what the ledger remembered
+        summary["teacher_requests"] = {"sent": route.stats.misses - before[1],
+                                       "from_ledger": route.stats.hits - before[0]}
+    run.ledger.mark_stage(stage.name, "done", summary)
+    run.write_stage_settings(stage.name, step.inputs)
+    run.log_event("stage_end", stage=stage.name, summary=summary)
+    console.event("stage_end", stage=stage.name, summary=summary)
+    if route is not None and stage.adapts_teacher is not None:
+        route.adapt(lambda backend, s=stage: s.adapts_teacher(backend, run))
+
+
+def _explain(exc: BaseException, recipe: Recipe, run: Run, fam: Family, steps: list[Step], step: Optional[Step],
+             route: Optional[TeacherRoute]) -> BaseException:
+    """The failure as the user should see it: what was saved after a Ctrl-C, the command that re-makes a
+    damaged or missing table; any other failure as it is."""
+    where = f" during stage '{step.name}'" if step is not None else ""
+    if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, RunInterrupted):
+        paid = route.stats.misses if route is not None else 0
+        try:
+            stored = f"{run.ledger.totals().calls} in {run.ledger.path}"
+        except ProtegeError:
+            stored = str(run.ledger.path)
+        return RunInterrupted(f"interrupted{where}: every teacher answer received is saved ({stored}; {paid} paid "
+                              "by this run), and so is every record the stage had written. Run "
+                              f"`{recipe.command}` again to resume: nothing saved is asked or computed again.")
+    if isinstance(exc, ShardCorrupt):
+        writer = next((s.name for s in steps if exc.table in s.stage.writes), None)
+        return ShardCorrupt(f"{exc}{where}. {_remake(recipe, writer)}", path=exc.path, table=exc.table)
+    if step is not None and isinstance(exc, (ValueError, FileNotFoundError)) and not isinstance(exc, ProtegeError):
+        present = set(run.records.tables())
+        for name in step.stage.reads:
+            writer = next((s.name for s in reversed(steps[: steps.index(step)]) if name in s.stage.writes), None)
+            # Only when the stage's own error is about that table: other failures keep their message.
+            if fam.output(name).kind == "table" and name not in present and writer is not None and name in str(exc):
+                return InputMissing(f"stage '{step.name}' failed ({exc}). The table '{name}' it reads, made by stage "
+                                    f"'{writer}', is empty or missing ({run.records.root / name}): if it was removed, "
+                                    f"{_remake(recipe, writer, lower=True)}")
+    return exc
+
+
+def _remake(recipe: Recipe, writer: Optional[str], lower: bool = False) -> str:
+    if writer is None:
+        return "remove the file and run the recipe again."
+    advice = (f"re-make it with `{recipe.command} --force {writer}`: that clears the table first, and the ledger "
+              "still holds every teacher answer, so it re-pays nothing.")
+    return advice if lower else advice[0].upper() + advice[1:]
 
 
 def describe(steps: list[Step], fam: Family) -> list[dict[str, Any]]:

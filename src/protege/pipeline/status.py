@@ -56,6 +56,7 @@ def status(run: Run) -> dict[str, Any]:
         "teacher_calls": {m: t.calls for m, t in run.ledger.totals_by_method().items()},
         "teacher_prompt_tokens": totals.prompt_tokens, "teacher_completion_tokens": totals.completion_tokens,
         "teacher_seconds": round(totals.latency_s, 2), "teacher_cost": round(totals.cost, 6),
+        "teacher_requests": run.ledger.spend(),
     }
 
 

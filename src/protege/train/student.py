@@ -28,6 +28,10 @@ class StudentConfig(Section):
         "or every_other).")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype.")
 
+    def named_models(self) -> dict[str, str]:
+        """The model to check before anything is spent (none when the student is cut from the teacher)."""
+        return {"model": self.model} if self.model and self.prune_teacher is None else {}
+
 
 def kept_layers(spec: Union[str, list[int]], total: int) -> list[int]:
     if spec == "every_other":

@@ -36,13 +36,7 @@ def finished_run(tmp_path_factory):
         "report": {},
     })
     teacher = CueTeacher()
-    mp = pytest.MonkeyPatch()
-    mp.setattr("protege.models.factory.make_teacher", lambda cfg: teacher)
-    try:
-        run = run_recipe(recipe)
-    finally:
-        mp.undo()
-    return run, teacher
+    return run_recipe(recipe, teacher=teacher), teacher
 
 
 def test_student_beats_majority_and_metrics_are_complete(finished_run):

@@ -14,6 +14,10 @@ Columns added to each row of ``pool``/``dev``/``test``:
 and ``teacher_probs`` (labels: the final distribution), ``teacher_label`` / ``teacher_index`` (its argmax),
 ``teacher_confidence`` (its max), ``teacher_entropy`` (normalised to [0, 1]), ``candidates`` (labels the
 teacher considers possible), ``calibration`` (the variant used), plus ``teacher`` and ``prompt_hash``.
+
+A text whose prompt would not fit the teacher's context is cut to fit (``too_long: truncate``, counted in
+``annotate.json`` and the report) or refused before any request (``too_long: refuse``); the table keeps the
+whole text.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from protege.core.section import Section
 from protege.core.records import record_id
 from protege.models import calibration as cal
 from protege.tasks.classify import tables
+from protege.models.context import fit_text, surely_fits
 from protege.tasks.classify.task import continuations, label_scores, render_all
 from protege.evaluate.metrics import accuracy, largest_class_share, macro_f1
 
@@ -72,6 +77,10 @@ class AnnotateConfig(Section):
         0.9, gt=0, le=1,
         description="An unsure teacher's candidate set is the fewest labels holding this much mass.",
     )
+    too_long: Literal["truncate", "refuse"] = Field(
+        "truncate", description="A text whose prompt exceeds the teacher's context: truncate it to fit (counted in "
+        "the report), or refuse the run before any teacher request.",
+    )
 
 
 def teacher_tag(teacher: "LedgeredTeacher") -> str:
@@ -103,13 +112,45 @@ def _inputs(ctx: "StageContext", names: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).drop_duplicates("id").reset_index(drop=True)
 
 
+def fit_to_context(task: "ClassificationTask", teacher: "LedgeredTeacher", texts: list[str],
+                   too_long: str) -> tuple[list[str], dict]:
+    """``texts`` cut where their prompts exceed the teacher's context, and what was cut (texts, longest prompt)."""
+    limit = teacher.context_length
+    if limit is None:
+        return texts, {}
+    reserve = max(teacher.text_tokens(c) for c in continuations(task))
+
+    def count(text: str) -> int:
+        return max(teacher.prompt_tokens(p) for p in render_all(task, text)) + reserve
+
+    empty, copies = count(""), max(t.count("{text}") for t in task.templates)
+    out, cut, longest = [], 0, 0
+    for text in texts:
+        size = 0 if surely_fits(empty, text, copies, limit) else count(text)
+        if size <= limit:
+            out.append(text)
+            continue
+        cut, longest = cut + 1, max(longest, size)
+        if too_long == "refuse":
+            raise ValueError(f"annotate: a text's prompt takes {size} tokens, more than the teacher's context of "
+                             f"{limit} (text starts {text[:60]!r}); set annotate.too_long: truncate to cut such "
+                             "texts to fit, or shorten them in the data")
+        out.append(fit_text(text, count, limit))
+    return out, ({"texts": cut, "context": limit, "longest_prompt_tokens": longest} if cut else {})
+
+
 def _score_missing(
     ctx: "StageContext", teacher: "LedgeredTeacher", inputs: pd.DataFrame, cfg: AnnotateConfig
 ) -> dict:
     """Score every input row not yet in ``annotated`` by this teacher with these prompts; append per chunk."""
     task = ctx.require_task()
     tag = teacher_tag(teacher)
-    hashes = [prompt_hash(task, t) for t in inputs["text"]]
+    fitted, truncated = fit_to_context(task, teacher, inputs["text"].tolist(), cfg.too_long)
+    if truncated:
+        console.warn(f"annotate: {truncated['texts']} texts were cut to fit the teacher's context of "
+                     f"{truncated['context']} tokens (the longest prompt took {truncated['longest_prompt_tokens']})",
+                     code="texts_truncated")
+    hashes = [prompt_hash(task, t) for t in fitted]
     done: set[str] = set()
     existing = ctx.run.records.read(tables.ANNOTATED)
     if len(existing):
@@ -124,7 +165,7 @@ def _score_missing(
         for start in range(0, len(todo), cfg.chunk_size):
             positions = todo[start : start + cfg.chunk_size]
             chunk = inputs.iloc[positions]
-            scores = score_texts(task, teacher, chunk["text"].tolist())
+            scores = score_texts(task, teacher, [fitted[i] for i in positions])
             rows = [
                 {**row, "raw_scores": raw.tolist(), "teacher": tag, "prompt_hash": hashes[i],
                  "calibration": PENDING}
@@ -141,6 +182,7 @@ def _score_missing(
         "backend_calls": fresh,
         "seconds": round(seconds, 2),
         "seconds_per_100_texts": round(100 * seconds / texts_fresh, 2) if texts_fresh else None,
+        "truncated": truncated,
     }
 
 
@@ -190,7 +232,7 @@ def run(ctx: "StageContext") -> dict:
     in_pool = (table["split"] == tables.POOL).to_numpy()
     if not in_pool.any():
         console.warn("annotate: no pool texts; the mean prior is measured on all annotated texts instead")
-        in_pool[:] = True
+        in_pool = np.ones(len(table), dtype=bool)
     priors: dict[str, np.ndarray | None] = {
         "none": None,
         "contextual": cal.contextual_prior(score_texts(task, teacher, list(cfg.content_free))),
@@ -240,7 +282,8 @@ def run(ctx: "StageContext") -> dict:
     ctx.run.write_json(tables.ANNOTATE_SUMMARY, summary)
     _say(summary)
     # The pipeline adds teacher_requests (sent / from the ledger) to every stage summary that used a teacher.
-    return {"rows": len(rows), "calibration": chosen, "texts_scored_now": timing["texts_scored_now"]}
+    return {"rows": len(rows), "calibration": chosen, "texts_scored_now": timing["texts_scored_now"],
+            "truncated_texts": timing["truncated"].get("texts", 0)}
 
 
 def _say(summary: dict) -> None:

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from protege.core import console
 from protege.models.base import SamplingParams
 from protege.core.records import record_id
-from protege.core.section import Section
+from protege.core.section import Section, check_template
 from protege.tasks.classify import tables
 from protege.models import calibration as cal
 from protege.tasks.classify.annotate import score_texts
@@ -53,6 +53,12 @@ class AugmentConfig(Section):
         "whose label is also clearly '{label}'. Reply with the new text only.",
         description="Prompt for the teacher; {text} is the misclassified dev text, {label} its teacher label.",
     )
+
+    @field_validator("instruction")
+    @classmethod
+    def _renders(cls, value: str) -> str:
+        check_template(value, {"text": "sample text", "label": "label"}, "augment.instruction")
+        return value
 
 
 @dataclass

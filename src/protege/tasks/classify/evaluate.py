@@ -2,8 +2,11 @@
 
 Teacher probabilities are the ones annotate wrote for the test texts (the same teacher, prompts and calibration
 the student learnt from). Every student listed in ``artifacts/train.json`` is loaded and run on the same texts.
-Speed is measured on this machine: the teacher (through its backend, never the ledger's cache) and the student
-answer the same texts. Writes ``artifacts/metrics.json`` and says the outcome in one sentence.
+Speed is measured on this machine: the teacher and the student answer the same texts. The teacher is timed
+through the ledger (:meth:`~protege.models.ledgered.LedgeredTeacher.measure`): its timed requests are sent for
+real and recorded as paid ``timing`` requests (``protege inspect`` and the report count them), and the
+measurement is kept, so evaluating again with the same teacher, texts and batch size reuses it and sends
+nothing. Writes ``artifacts/metrics.json`` and says the outcome in one sentence.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from protege.tasks.classify.student import load_student, predict_probs
 from protege.tasks.classify.tables import GOLD_SEED, STUDENT
 from protege.tasks.classify import tables
 from protege.tasks.classify.annotate import score_texts
+from protege.tasks.classify.task import continuations, render_all
 
 if TYPE_CHECKING:
     from protege.stage import StageContext
@@ -41,11 +45,13 @@ class EvaluateConfig(Section):
     )
 
 
-def _teacher_predict(ctx: "StageContext") -> Any:
-    """Label scoring with the annotating teacher's backend, bypassing the ledger so the time is real."""
-    backend = ctx.route.backend()
+def teacher_speed(ctx: "StageContext", texts: list[str], batch_size: int) -> speed.Speed:
+    """The annotating teacher's speed on ``texts``, measured once per teacher, prompts and batch size."""
     task = ctx.require_task()
-    return lambda texts: score_texts(task, backend, texts)
+    what = {"prompts": [render_all(task, t) for t in texts], "labels": continuations(task), "batch_size": batch_size}
+    measured = ctx.teacher.measure("speed", what, lambda timed: speed.measure(
+        lambda batch: score_texts(task, timed, batch), texts, batch_size=batch_size).to_dict())
+    return speed.Speed(**measured)
 
 
 def training_mix(entry: dict[str, Any]) -> str:
@@ -95,8 +101,7 @@ def run(ctx: "StageContext") -> dict[str, Any]:
         model, tokenizer, max_length = loaded[STUDENT]
         student_speed = speed.measure(lambda batch: predict_probs(model, tokenizer, batch, max_length=max_length),
                                       sample, batch_size=cfg.speed_batch_size)
-        teacher_speed = speed.measure(_teacher_predict(ctx), sample, batch_size=cfg.speed_batch_size)
-        result["speed"] = speed.compare(teacher_speed, student_speed)
+        result["speed"] = speed.compare(teacher_speed(ctx, sample, cfg.speed_batch_size), student_speed)
     annotate_path = ctx.run.artifacts / tables.ANNOTATE_SUMMARY
     if annotate_path.exists():
         result["teacher_variants"] = ctx.run.read_json(tables.ANNOTATE_SUMMARY).get("variants", {})

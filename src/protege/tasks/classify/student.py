@@ -72,6 +72,10 @@ class ClassifierTrainConfig(Section):
         "dev_accuracy: agreement with the teacher's labels on the dev split).",
     )
 
+    def named_models(self) -> dict[str, str]:
+        """The encoder to check before anything is spent."""
+        return {"student": self.student}
+
 
 @dataclass
 class Examples:

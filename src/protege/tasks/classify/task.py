@@ -14,7 +14,7 @@ from typing import Literal, Sequence
 from pydantic import Field, model_validator
 
 from protege.models.base import Prompt
-from protege.core.section import Section
+from protege.core.section import Section, check_template
 
 
 class FewShotExample(Section):
@@ -72,6 +72,11 @@ class ClassificationTask(Section):
         for template in self.templates:
             if "{text}" not in template:
                 raise ValueError(f"task.templates entry {template!r} has no {{text}} placeholder")
+        # Render every prompt once against a sample text: a stray brace fails here, not at the first teacher call.
+        instruction = check_template(self.instruction, {"labels": self.label_words}, "task.instruction")
+        for i, template in enumerate(self.templates):
+            check_template(template, {"instruction": instruction, "text": "sample text", "labels": self.label_words},
+                           f"task.templates[{i}]")
         return self
 
     def words(self, label: str) -> list[str]:
