@@ -1,7 +1,12 @@
-"""The ``protege`` command line: run, quickstart, recipes, inspect, report, doctor."""
+"""The ``protege`` command line: run, quickstart, recipes, inspect, report, predict, export, push, doctor.
+
+An error caused by the recipe, the data or the command line (:class:`~protege.core.errors.UserError`, raised
+anywhere, stages included) prints one message and exits with code 2; ``--debug`` shows its traceback too.
+"""
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -10,7 +15,9 @@ import typer
 import yaml
 from rich.table import Table
 
+from protege import __version__
 from protege.core import console
+from protege.core.errors import UserError
 
 if TYPE_CHECKING:
     from protege.core.run import Run
@@ -18,48 +25,66 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distil large language models into small students.")
 
 RECIPES = Path(__file__).parent / "recipes"
+_debug = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"protege {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def main(
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors; no progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the headline and errors."),
     log_jsonl: Optional[str] = typer.Option(
         None, "--log-jsonl", help="Append one JSON object per event to this file ('-' for stdout)."
     ),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error, not only its message."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
+    global _debug
+    _debug = debug
     console.configure(quiet=quiet, jsonl=log_jsonl)
+
+
+def guarded(command: Any) -> Any:
+    """A command whose user errors print as one message with exit code 2 (with the traceback under --debug)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UserError as err:
+            console.error(str(err), code=err.code)
+            if _debug:
+                raise
+            raise typer.Exit(2) from None
+
+    return wrapper
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, Any]:
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            raise typer.BadParameter(f"--set takes KEY=VALUE (dotted keys, e.g. train.steps=10), got {pair!r}")
+            raise typer.BadParameter(f"--set takes KEY=VALUE (dotted keys, e.g. train.loop.steps=10), got {pair!r}")
         key, value = pair.split("=", 1)
         out[key] = yaml.safe_load(value)
     return out
 
 
 def _load(recipe_path: Path, sets: list[str]) -> Any:
-    from protege.pipeline.recipe import RecipeError, load_recipe
+    from protege.pipeline.recipe import load_recipe
 
-    try:
-        return load_recipe(recipe_path, _parse_sets(sets))
-    except RecipeError as err:
-        console.error(str(err))
-        raise typer.Exit(2) from None
+    return load_recipe(recipe_path, _parse_sets(sets))
 
 
 def _run(recipe_path: Path, sets: list[str], force: list[str], only: list[str]) -> "Run":
-    from protege.pipeline.recipe import RecipeError
     from protege.pipeline.runner import run_recipe
 
     recipe = _load(recipe_path, sets)
-    try:
-        run = run_recipe(recipe, force=tuple(force), only=tuple(only))
-    except RecipeError as err:
-        console.error(str(err))
-        raise typer.Exit(2) from None
+    run = run_recipe(recipe, force=tuple(force), only=tuple(only))
     console.info(f"run directory: {run.path}")
     return run
 
@@ -67,16 +92,11 @@ def _run(recipe_path: Path, sets: list[str], force: list[str], only: list[str]) 
 def _dry_run(recipe_path: Path, sets: list[str], force: list[str], only: list[str]) -> None:
     """Validate the recipe and say what a run would do, loading no model and asking the teacher nothing."""
     from protege.core.run import Run
-    from protege.pipeline.recipe import RecipeError
     from protege.pipeline.runner import describe, family_of, plan
 
     recipe = _load(recipe_path, sets)
     existing = Run.open_existing(recipe.run_dir) if (recipe.run_dir / "ledger.sqlite").exists() else None
-    try:
-        steps = plan(recipe, existing, force=tuple(force), only=tuple(only))
-    except RecipeError as err:
-        console.error(str(err))
-        raise typer.Exit(2) from None
+    steps = plan(recipe, existing, force=tuple(force), only=tuple(only))
     rows = describe(steps, family_of(recipe))
     console.event("dry_run", recipe=str(recipe_path), family=recipe.family, run_dir=str(recipe.run_dir), stages=rows)
     table = Table(title=f"{recipe.name} ({recipe.family}) -> {recipe.run_dir}")
@@ -92,6 +112,7 @@ def _dry_run(recipe_path: Path, sets: list[str], force: list[str], only: list[st
 
 
 @app.command()
+@guarded
 def run(
     recipe: Path = typer.Argument(..., help="Recipe YAML file."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key: --set train.loop.steps=10 (repeatable)."),
@@ -109,6 +130,7 @@ def run(
 
 
 @app.command()
+@guarded
 def recipes() -> None:
     """List the packaged recipes with what each does."""
     from protege.pipeline.recipe import load_recipe
@@ -124,6 +146,7 @@ def recipes() -> None:
 
 
 @app.command()
+@guarded
 def quickstart(
     run_dir: Path = typer.Option(Path("runs/quickstart"), help="Where to write the run."),
 ) -> None:
@@ -135,23 +158,17 @@ def quickstart(
     began = time.perf_counter()
     run = _run(RECIPES / "quickstart.yaml", sets, [], [])
     minutes = (time.perf_counter() - began) / 60
-    metrics = run.artifacts / "metrics.json"
-    if metrics.exists():
-        console.info(f"[bold]{run.read_json(metrics.name)['headline']}[/bold]")
     console.info(f"quickstart took {minutes:.1f} minutes; the report: protege report {run.path}")
 
 
 @app.command()
+@guarded
 def inspect(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
     """Stages (current or stale), tables and who wrote them, teacher calls, tokens, cost and time of a run."""
     from protege.core.run import Run
     from protege.pipeline.status import status
 
-    try:
-        r = Run.open_existing(run_dir)
-    except FileNotFoundError as err:
-        console.error(str(err))
-        raise typer.Exit(2) from None
+    r = Run.open_existing(run_dir)
     summary = status(r)
     console.event("inspect", **summary)
     table = Table(title=f"run {r.path} ({summary['family'] or 'unknown family'})")
@@ -172,10 +189,11 @@ def inspect(run_dir: Path = typer.Argument(..., help="A run directory.")) -> Non
     console.print_renderable(table)
     if any(s["state"] == "stale" for s in summary["stages"]):
         console.warn("stale stages were made with settings other than the run's recipe.yaml: run the recipe again "
-                     "to recompute them")
+                     "to recompute them", code="stale_stages")
 
 
 @app.command()
+@guarded
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory whose evaluation stage has finished."),
     no_open: bool = typer.Option(False, "--no-open", help="Only print the report's path; do not open a browser."),
@@ -185,14 +203,10 @@ def report(
     from protege.core.run import Run
     from protege.pipeline.status import render_report
 
-    try:
-        r = Run.open_existing(run_dir)
-        page = r.artifacts / "report.html"
-        if rerender or not page.exists():
-            page = render_report(r)
-    except FileNotFoundError as err:
-        console.error(str(err))
-        raise typer.Exit(2) from None
+    r = Run.open_existing(run_dir)
+    page = r.artifacts / "report.html"
+    if rerender or not page.exists():
+        page = render_report(r)
     print(page)
     if not no_open and sys.stdout.isatty():
         import webbrowser
@@ -201,6 +215,7 @@ def report(
 
 
 @app.command()
+@guarded
 def doctor(
     teacher: Optional[str] = typer.Option(None, help="Teacher model (name, path or hub id) to check against --student."),
     student: Optional[str] = typer.Option(None, help="Student model whose tokenizer must match the teacher's."),

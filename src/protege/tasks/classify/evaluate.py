@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
+from protege.core.errors import UserError
 from protege.core import console
 from protege.evaluate import metrics, speed
 from protege.tasks.classify import compare
@@ -61,14 +62,14 @@ def run(ctx: "StageContext") -> dict[str, Any]:
     cfg: EvaluateConfig = ctx.config
     task = ctx.require_task()
     if task is None:
-        raise ValueError("stage 'evaluate' needs a 'task:' section")
+        raise UserError("stage 'evaluate' needs a 'task:' section")
     labels = task.labels
     test = inputs.gold_test(ctx.run)
     texts = test["text"].tolist()
     gold = test["gold_index"].astype(int).to_numpy()
     trained = ctx.run.read_json(tables.TRAINED)["students"] if (ctx.run.artifacts / tables.TRAINED).exists() else {}
     if STUDENT not in trained:
-        raise ValueError("evaluate needs a trained student: run the train stage first (artifacts/train.json)")
+        raise UserError("evaluate needs a trained student: run the train stage first (artifacts/train.json)")
 
     probs = {"teacher": np.stack([np.asarray(p, dtype=np.float64) for p in test["teacher_probs"]])}
     loaded = {}
@@ -104,8 +105,8 @@ def run(ctx: "StageContext") -> dict[str, Any]:
     result["headline"] = compare.headline(result)
     ctx.run.write_json(tables.METRICS, result)
     for flag in result["flags"]:
-        console.warn(flag["message"])
-    console.info(f"[bold]{result['headline']}[/bold]")
+        console.warn(flag["message"], code=flag["code"])
+    console.headline(result["headline"])
     models = result["models"]
     summary = {name: {"accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4)}
                for name, m in models.items()}

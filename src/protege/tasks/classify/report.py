@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from protege.core.errors import NotFound
 from protege.core.run import Run
 from protege.evaluate.report import Figure, Report, Table, figure_png, pyplot
 from protege.evaluate.report import write_report as write
@@ -150,7 +151,7 @@ def build(run: Run) -> Report:
     """The report of a classification run, from its ``metrics.json``."""
     path = run.artifacts / tables.METRICS
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run the evaluate stage before the report")
+        raise NotFound(f"{path} is missing: run the evaluate stage before the report")
     result = run.read_json(tables.METRICS)
     blocks: list[Table | Figure] = [
         Table(["model", "accuracy", "macro-F1", "ECE"], score_rows(result), "Quality on gold test data"),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Optional
 
 from pydantic import Field, model_validator
 
+from protege.core.errors import UserError
 from protege.core import console
 from protege.models.base import SamplingParams
 from protege.core.section import Section
@@ -58,10 +59,10 @@ def run(ctx: "StageContext") -> dict:
     cfg: RespondConfig = ctx.config
     prompts = ctx.run.records.read(tables.PROMPTS)
     if prompts.empty:
-        raise ValueError("respond needs prompts: add a 'prompts' section to the recipe (a file or inline texts)")
+        raise UserError("respond needs prompts: add a 'prompts' section to the recipe (a file or inline texts)")
     prompts = prompts[prompts["split"].isin(cfg.splits)]
     if prompts.empty:
-        raise ValueError(f"no prompt is in the splits {cfg.splits}; the prompts table has splits "
+        raise UserError(f"no prompt is in the splits {cfg.splits}; the prompts table has splits "
                          f"{sorted(ctx.run.records.read(tables.PROMPTS)['split'].unique())}")
     params = sampling_params(cfg, ctx.seed)
     teacher = ctx.teacher
