@@ -47,7 +47,7 @@ FAMILY = Family(
         Stage("evaluate", evaluate.EvaluateConfig, evaluate.run,
               "Teacher, student and baselines on the gold test split: quality, agreement, calibration, speed.",
               reads=(t.ANNOTATED, t.TRAINED), uses=(t.STUDENT, t.STUDENTS, t.ANNOTATE_SUMMARY, t.TEACHER_ADAPTER),
-              writes=(t.METRICS,), teacher=True),
+              writes=(t.METRICS, t.MODEL_CARD), teacher=True),
         report_stage(report.build, reads=(t.METRICS,), writes=(t.REPORT,)),
     ),
 )

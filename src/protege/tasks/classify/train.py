@@ -47,6 +47,7 @@ def train_and_save(ctx: "StageContext", name: str, examples: Examples, folder: t
     fitted = fit(cfg, examples, dev_texts, dev_labels, labels, run=ctx.run, name=name, seed=ctx.seed)
     target = ctx.run.artifact(*folder)
     entry = {"path": str(target.relative_to(ctx.run.artifacts)), "examples": len(examples), **info,
+             "base_model": cfg.student,
              "steps": fitted.result.steps, "best_dev_accuracy": fitted.result.best,
              "stopped_early": fitted.result.stopped_early, "seconds": round(fitted.result.seconds, 1)}
     save_student(fitted.model, fitted.tokenizer, target, labels=labels, info={**entry, "max_length": cfg.max_length})
