@@ -214,6 +214,67 @@ def report(
         webbrowser.open(page.resolve().as_uri())
 
 
+def _student(run_dir: Path) -> Any:
+    from protege.api import open_run
+
+    return open_run(run_dir).student()
+
+
+@app.command()
+@guarded
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory with a trained student."),
+    input: Path = typer.Option(..., "--input", "-i", help="Texts to label: a .csv, .tsv, .jsonl, .json or .parquet file."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write (.csv or .jsonl); default: "
+                                          "<input>.predictions.csv beside the input."),
+    text_column: str = typer.Option("text", help="Column of the input holding the texts."),
+) -> None:
+    """Label a file with the run's student: each row gets the label, its probability and every class's."""
+    from protege.tasks.classify.deploy import predict_file
+
+    target = output or input.with_name(f"{input.stem}.predictions.csv")
+    n = predict_file(_student(run_dir), input, target, text_column=text_column)
+    console.event("predict", input=str(input), output=str(target), rows=n)
+    console.headline(f"{n} texts labelled: {target}")
+
+
+@app.command()
+@guarded
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory with a trained student."),
+    format: str = typer.Option("onnx", "--format", help="onnx (float) or int8 (ONNX, dynamically quantised)."),
+    check_texts: int = typer.Option(200, help="Held-out test texts the export is checked on against PyTorch."),
+) -> None:
+    """Export the student to ONNX (or int8 ONNX), checked against PyTorch on held-out texts (same label on >= 99 %)."""
+    from protege.api import open_run
+    from protege.tasks.classify.deploy import export as export_student
+
+    figures = export_student(open_run(run_dir), format, check_texts=check_texts)
+    console.event("export", **figures)
+    console.headline(
+        f"{format}: {figures['path']} ({figures['size_mb']} MB); same label as PyTorch on {figures['same_label']:.1%} "
+        f"of {figures['texts']} held-out texts; {figures['exported']['throughput']:.0f} texts/s vs PyTorch "
+        f"{figures['pytorch']['throughput']:.0f}, {figures['exported']['latency_ms']:.1f} ms vs "
+        f"{figures['pytorch']['latency_ms']:.1f} ms for one text")
+
+
+@app.command()
+@guarded
+def push(
+    run_dir: Path = typer.Argument(..., help="A run directory with a trained student."),
+    repo: str = typer.Option(..., "--repo", help="Hub repository, owner/name."),
+    private: bool = typer.Option(False, "--private", help="Create the repository private."),
+    token_env: str = typer.Option("HF_TOKEN", help="Environment variable holding a hub write token."),
+) -> None:
+    """Upload the student folder (weights, tokenizer, model card) to the Hugging Face hub."""
+    from protege.core.run import Run
+    from protege.models.hub import push as push_folder
+
+    url = push_folder(Run.open_existing(run_dir).artifacts / "student", repo, private=private, token_env=token_env)
+    console.event("push", repo=repo, url=url)
+    console.headline(f"pushed to {repo}: {url}")
+
+
 @app.command()
 @guarded
 def doctor(

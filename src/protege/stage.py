@@ -97,6 +97,7 @@ class Family:
     task: Optional[type["Section"]]
     stages: tuple[Stage, ...]
     outputs: tuple[Output, ...]
+    student: Optional[Callable[["Run"], Any]] = None  # loads the run's trained student (predict, predict_proba)
 
     def __post_init__(self) -> None:
         known = {o.name for o in self.outputs}

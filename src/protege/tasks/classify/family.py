@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from protege.evaluate.report import report_stage
 from protege.stage import Family, Stage
-from protege.tasks.classify import annotate, augment, data, evaluate, first_student, prepare, report, select, train
+from protege.tasks.classify import annotate, augment, data, deploy, evaluate, first_student, prepare, report, select, train
 from protege.tasks.classify import tables as t
 from protege.tasks.classify.student import ClassifierTrainConfig
 from protege.tasks.classify.task import ClassificationTask
@@ -18,6 +18,7 @@ FAMILY = Family(
     description="A teacher labels texts; a small encoder classifier learns its calibrated label distributions.",
     task=ClassificationTask,
     outputs=t.OUTPUTS,
+    student=deploy.load,
     stages=(
         Stage("data", data.DataConfig, data.run,
               "Texts to classify and their pool/seed/dev/test split.",
