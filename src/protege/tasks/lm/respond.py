@@ -20,6 +20,9 @@ from protege.tasks.lm import tables
 from protege.tasks.lm.prompts import chat_prompt
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from protege.core.run import Run
     from protege.stage import StageContext
 
 CARRIED = ("prompt", "split", "source")  # prompt columns every response row repeats
@@ -96,7 +99,23 @@ def run(ctx: "StageContext") -> dict:
             # A prompt whose answers were all dropped is asked again on resume; the ledger answers it for free.
             written += ctx.run.records.append(tables.RESPONSES, rows, stage=ctx.name)
             advance(len(chunk))
+    write_messages(ctx.run, ctx.run.records.read(tables.RESPONSES))
     return {
         "prompts": len(prompts), "answered_now": len(todo), "responses_written": written,
         "dropped_truncated": dropped, "teacher_calls": teacher.stats.misses, "ledger_hits": teacher.stats.hits,
     }
+
+
+def write_messages(run: "Run", responses: "pd.DataFrame") -> int:
+    """``artifacts/responses.messages.jsonl``: one ``{"messages": [user, assistant], "split": ...}`` per answer,
+    the chat format TRL's SFT trainer and LLaMA-Factory read."""
+    import json
+
+    lines = [json.dumps({"messages": [*chat_prompt(row["prompt"]), {"role": "assistant", "content": row["response"]}],
+                         "split": row["split"]}, ensure_ascii=False)
+             for row in responses.to_dict("records")]
+    target = run.artifact(tables.MESSAGES)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    tmp.replace(target)
+    return len(lines)
