@@ -126,3 +126,22 @@ def test_jsonl_events_are_plain_text_and_warnings_carry_a_code(tmp_path):
     assert logged[0]["message"] == "annotate done"
     assert logged[1] == {**logged[1], "code": "calibration_default", "message": "few dev texts"}
     assert logged[2]["event"] == "headline"
+
+
+def test_configure_silences_third_party_logging_bars_and_deprecation_notices():
+    import warnings
+
+    import transformers
+
+    from protege.core import console
+
+    console.configure()
+    assert transformers.logging.get_verbosity() == transformers.logging.ERROR
+    assert not transformers.utils.logging.is_progress_bar_enabled()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        console.silence_third_party()
+        exec("import warnings\nwarnings.warn('is_gradient_checkpointing is deprecated', FutureWarning)",
+             {"__name__": "transformers.modeling_utils"})
+        exec("import warnings\nwarnings.warn('ours', FutureWarning)", {"__name__": "protege.something"})
+    assert [str(w.message) for w in caught] == ["ours"]

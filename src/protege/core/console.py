@@ -54,7 +54,8 @@ def silence_third_party() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     # transformers 5 says on every forward call that the cache argument is deprecated; it is not the user's to fix.
     warnings.filterwarnings("ignore", message=r".*past_key_values.*", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=r".*`resume_download` is deprecated.*", category=FutureWarning)
+    # transformers' deprecation notices (is_gradient_checkpointing, ...) are for protege's developers, not its users.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|accelerate)(\..*)?")
     try:
         import transformers
 
