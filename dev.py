@@ -5,7 +5,9 @@
     python3 dev.py test           # install, then run the test suite (what CI runs)
     python3 dev.py test -m slow   # extra pytest arguments pass through
 
-Installation is skipped when pyproject.toml has not changed since the last successful one.
+Installation is skipped when pyproject.toml has not changed since the last successful one. The quickstart installs
+only what it runs (no llama.cpp build: it never uses that backend); `test` adds the test and llama.cpp extras, so a
+quickstart followed by a test run installs the rest then.
 """
 
 from __future__ import annotations
@@ -55,22 +57,36 @@ def local_torch_wheel() -> str | None:
     return None
 
 
-def setup() -> None:
+# What each command needs installed: extras of pyproject.toml. A stamp lists the extras of the last install.
+EXTRAS = {"quickstart": (), "setup": ("test", "llamacpp", "export"), "test": ("test", "llamacpp", "export")}
+
+
+def installed_extras(digest: str) -> set[str] | None:
+    """Extras already installed for this pyproject.toml (None: nothing valid installed)."""
+    if not STAMP.exists():
+        return None
+    lines = STAMP.read_text().split()
+    return set(lines[1:]) if lines and lines[0] == digest else None
+
+
+def setup(extras: tuple[str, ...] = EXTRAS["test"]) -> None:
     if not PY.exists():
         print(f"creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + Path(__file__).read_bytes()).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == digest:
+    have = installed_extras(digest)
+    if have is not None and set(extras) <= have:
         return
+    extras = tuple(sorted(set(extras) | (have or set())))
     have_torch = subprocess.run([str(PY), "-c", "import torch"], capture_output=True).returncode == 0
     if not have_torch:
         wheel = local_torch_wheel()
         # Elsewhere plain pip picks the platform's default build; the project only declares a range.
         pip(wheel if wheel else "torch>=2.2,<3")
     env = dict(os.environ, CMAKE_ARGS=os.environ.get("CMAKE_ARGS", LLAMA_CMAKE_ARGS))
-    pip("-e", f"{ROOT}[test,llamacpp]", env=env)
+    pip("-e", f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT), env=env)
     pip("--no-deps", *EMBEDDED)
-    STAMP.write_text(digest)
+    STAMP.write_text(" ".join((digest, *extras)))
 
 
 def ensure_browser() -> None:
@@ -91,8 +107,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"quickstart", "test", "setup"}:
         print(__doc__)
         return 2
-    setup()
     cmd, rest = argv[0], argv[1:]
+    setup(EXTRAS[cmd])
     if cmd == "setup":
         return 0
     if cmd == "quickstart":

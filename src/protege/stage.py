@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional
 
+from protege.core.errors import UserError
+
 if TYPE_CHECKING:
     from protege.core.run import Run
     from protege.core.section import Section
@@ -65,6 +67,9 @@ class Stage:
     """A stage's declaration. ``reads`` must be produced by an earlier stage of the recipe; ``uses`` are read
     when an earlier stage produced them (an optional input); ``sections`` are other recipe sections it reads.
 
+    ``needs(config)`` gives reads chosen by the stage's settings (a table name in its section), so a recipe whose
+    stages cannot feed each other fails at load, before any teacher call.
+
     ``adapts_teacher(backend, run)`` marks a stage that prepares the teacher: once it has run, every later
     stage gets the backend it returns (the pipeline's one route to the teacher).
     """
@@ -79,6 +84,11 @@ class Stage:
     sections: tuple[str, ...] = ()
     teacher: bool = False
     adapts_teacher: Optional[Callable[[Any, "Run"], Any]] = None
+    needs: Optional[Callable[[Any], tuple[str, ...]]] = None  # reads that depend on the stage's own settings
+
+    def required(self, config: Any) -> tuple[str, ...]:
+        """What the stage reads with ``config``: its declared ``reads`` and those its settings name."""
+        return (*self.reads, *(self.needs(config) if self.needs is not None and config is not None else ()))
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,7 @@ class Family:
     task: Optional[type["Section"]]
     stages: tuple[Stage, ...]
     outputs: tuple[Output, ...]
+    student: Optional[Callable[["Run"], Any]] = None  # loads the run's trained student (predict, predict_proba)
 
     def __post_init__(self) -> None:
         known = {o.name for o in self.outputs}
@@ -131,20 +142,20 @@ class StageContext:
 
     def require_task(self) -> Any:
         if self.task is None:
-            raise ValueError(f"stage {self.name!r} needs a 'task:' section in the recipe")
+            raise UserError(f"stage {self.name!r} needs a 'task:' section in the recipe")
         return self.task
 
     @property
     def teacher(self) -> Any:
         """The recipe's teacher behind the run's ledger (prepared, when an earlier stage prepared it)."""
         if self.route is None:
-            raise ValueError(f"stage {self.name!r} needs a teacher: add a 'teacher:' section to the recipe")
+            raise UserError(f"stage {self.name!r} needs a teacher: add a 'teacher:' section to the recipe")
         return self.route.ledgered()
 
     def teacher_weights(self, dtype: Optional[str] = None) -> tuple[Any, Any]:
         """The in-process teacher's ``(model, tokenizer)``, frozen: the route's model, not a second load."""
         if self.route is None:
-            raise ValueError(f"stage {self.name!r} needs the teacher's weights: add a 'teacher:' section")
+            raise UserError(f"stage {self.name!r} needs the teacher's weights: add a 'teacher:' section")
         return self.route.weights(dtype, why=f"stage {self.name!r}")
 
     @property

@@ -60,3 +60,31 @@ def test_paired_bootstrap_rejects_unpaired_input():
         paired_bootstrap([1, 0], [1, 0, 1])
     with pytest.raises(ValueError, match="at least one"):
         paired_bootstrap([], [])
+
+
+def test_wilson_bounds_are_exact_at_zero_and_all_and_narrow_with_n():
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
+    small, large = wilson(9, 10), wilson(900, 1000)
+    assert (small[1] - small[0]) > 5 * (large[1] - large[0])
+
+
+def test_identical_systems_have_a_zero_width_interval_and_pairing_matters():
+    a = np.random.default_rng(0).integers(0, 2, 200).astype(float)
+    same = paired_bootstrap(a, a)
+    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0)
+    # b = a with one more correct answer: paired, the difference is tiny and certain; unpaired it would not be
+    b = a.copy()
+    b[np.flatnonzero(a == 0)[0]] = 1
+    d = paired_bootstrap(b, a)
+    assert d.estimate == pytest.approx(1 / 200) and d.low >= 0 and d.high <= 0.02
+
+
+def test_paired_bootstrap_covers_the_true_difference_about_95_percent_of_the_time():
+    rng = np.random.default_rng(3)
+    hits = 0
+    for trial in range(200):
+        a = (rng.random(150) < 0.7).astype(float)
+        b = (rng.random(150) < 0.6).astype(float)
+        d = paired_bootstrap(a, b, resamples=500, seed=trial)
+        hits += d.low <= 0.1 <= d.high
+    assert 0.88 <= hits / 200 <= 0.99

@@ -47,3 +47,23 @@ def test_one_class_share_and_majority():
     assert metrics.majority_class([0, 1, 1, 2], 3) == 1
     with pytest.raises(ValueError, match="0..1"):
         metrics.confusion([0, 2], [0, 1], 2)
+
+
+def test_temperature_scaling_keeps_predictions_and_fixes_an_under_confident_model():
+    from protege.evaluate.metrics import apply_temperature, expected_calibration_error, fit_temperature
+
+    rng = np.random.default_rng(0)
+    n, k = 600, 3
+    gold = rng.integers(0, k, n)
+    # a model right 90 % of the time that says so with only ~50 % confidence: logits scaled down by 4
+    sharp = np.full((n, k), -2.0)
+    pred = np.where(rng.random(n) < 0.9, gold, (gold + 1) % k)
+    sharp[np.arange(n), pred] = 2.0
+    timid = np.exp(sharp / 4) / np.exp(sharp / 4).sum(1, keepdims=True)
+    t = fit_temperature(timid[:300], gold[:300])
+    assert 0.15 < t < 0.4  # close to the 1/4 that undoes the softening (a bit above: 10 % are wrong)
+    after = apply_temperature(timid, t)
+    assert (after.argmax(1) == timid.argmax(1)).all()
+    assert expected_calibration_error(after[300:], gold[300:]) < expected_calibration_error(timid[300:], gold[300:]) / 3
+    # by hand: T = 2 on [0.8, 0.2] gives sqrt ratios 2:1 -> [2/3, 1/3]
+    assert apply_temperature(np.array([[0.8, 0.2]]), 2.0) == pytest.approx(np.array([[2 / 3, 1 / 3]]))

@@ -186,3 +186,22 @@ def test_single_token_candidates_of_many_prompts_score_in_one_padded_batch(teach
         p_ids = teacher.encode_prompt(prompt)
         want = [naive_score(tiny_llama, p_ids, teacher.encode_continuation(c)) for c in cands]
         assert row == pytest.approx(want, abs=1e-4), prompt
+
+
+def test_multi_token_candidates_of_many_prompts_score_in_two_batched_passes(teacher, tiny_llama):
+    prompts = ["a", "the movie was long and the ending made no sense at all. sentiment:",
+               [{"role": "user", "content": "a boring film. label?"}]]
+    cands = [" positive", " terrible film", "x", " the answer is five", ""]
+    calls = []
+    hook = tiny_llama.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs["input_ids"].shape),
+                                                with_kwargs=True)
+    got = teacher.score(prompts, [cands] * len(prompts))
+    hook.remove()
+    longer = sum(len(teacher.encode_continuation(c)) > 1 for c in cands)
+    assert longer >= 2
+    # one padded pass over the 3 prompts, one over every longer candidate of every prompt: not one per prompt
+    assert [shape[0] for shape in calls] == [3, 3 * longer]
+    for prompt, row in zip(prompts, got):
+        p_ids = teacher.encode_prompt(prompt)
+        want = [naive_score(tiny_llama, p_ids, teacher.encode_continuation(c)) for c in cands]
+        assert row == pytest.approx(want, abs=1e-4), prompt

@@ -51,7 +51,7 @@ def test_not_a_mapping_and_bad_yaml(tmp_path):
         load_recipe(write(tmp_path, "- a\n- b\n"))
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(write(tmp_path, "name: [unclosed\n"))
-    with pytest.raises(RecipeError, match="no such recipe"):
+    with pytest.raises(RecipeError, match="not found: .*absent.yaml"):
         load_recipe(tmp_path / "absent.yaml")
 
 

@@ -1,8 +1,12 @@
 """Errors a user can act on, each with a stable machine ``code``, and the code of any other failure.
 
-The command line prints a :class:`ProtegeError`'s message without a traceback, and every failed run records one
-``{"event": "error", "code": ...}`` line in ``--log-jsonl`` and in the run's ``events.jsonl``, so a machine can
-tell why a run stopped. Codes are part of the interface: add new ones, never rename one.
+A :class:`ProtegeError` says what happened and what to do. A :class:`UserError` is one caused by the user's
+recipe, command line or data (the key, file or row, and the fix). The command line prints their message alone,
+with exit code 2, and shows the traceback only under ``--debug``; anything else that escapes is a bug and keeps
+its traceback. Every failed run records one ``{"event": "error", "code": ...}`` line in ``--log-jsonl`` and in the
+run's ``events.jsonl``, so a machine can tell why a run stopped. Codes are part of the interface: add new ones,
+never rename one. The classes also subclass the built-in errors callers already catch (``ValueError``,
+``FileNotFoundError``), so raising them changes nothing for code that does not care.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-# Exception types of the standard library (and of subprocess-free I/O) that have a code of their own.
+# Exception types of the standard library that have a code of their own.
 _BUILTIN_CODES = {KeyboardInterrupt: "interrupted", MemoryError: "out_of_memory", PermissionError: "permission",
                   FileNotFoundError: "not_found"}
 
@@ -24,6 +28,23 @@ class ProtegeError(Exception):
         super().__init__(message)
         if code is not None:
             self.code = code
+
+
+class UserError(ProtegeError, ValueError):
+    """Bad input from the recipe, the command line or the data."""
+
+    code = "user_error"
+
+
+class NotFound(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist; the message carries its absolute path."""
+
+    code = "not_found"
+
+
+def not_found(path: str | Path, what: str, fix: str) -> NotFound:
+    """``not found: /absolute/path (what); fix`` as an exception to raise."""
+    return NotFound(f"not found: {Path(path).expanduser().resolve()} ({what}); {fix}")
 
 
 class RunLocked(ProtegeError):

@@ -79,6 +79,22 @@ class RecordStore:
         frame = pd.concat([_read(s, table).to_pandas() for s in shards], ignore_index=True)
         return frame.drop_duplicates("id", keep="last").reset_index(drop=True)
 
+    def __call__(self, table: str, *, as_dataset: bool = False) -> Any:
+        """``run.records("pool")``: the table de-duplicated, as a pandas frame (or a ``datasets.Dataset``).
+
+        A name that is not a table of the run is an error listing the tables it has.
+        """
+        if table not in self.tables():
+            from protege.core.errors import UserError
+
+            raise UserError(f"the run has no table {table!r}; it has: {', '.join(self.tables()) or 'none yet'}")
+        frame = self.read(table)
+        if not as_dataset:
+            return frame
+        import datasets
+
+        return datasets.Dataset.from_pandas(frame, preserve_index=False)
+
     def ids(self, table: str) -> set[str]:
         shards = sorted((self.root / table).glob("part-*.parquet"))
         return {i for s in shards for i in _read(s, table, columns=["id"]).column("id").to_pylist()}

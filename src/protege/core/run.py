@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from protege.core.errors import NotFound
 from protege.core.ledger import Ledger
 from protege.core.lock import RunLock
 from protege.core.records import RecordStore
@@ -38,10 +39,18 @@ class Run:
     def open_existing(cls, path: str | Path) -> "Run":
         path = Path(path)
         if not (path / "ledger.sqlite").exists():
-            raise FileNotFoundError(
-                f"{path} is not a protege run directory (no ledger.sqlite); pass the run_dir of a recipe that ran"
-            )
+            raise NotFound(f"{path.resolve()} is not a protege run directory (no ledger.sqlite); pass the run_dir "
+                           "of a recipe that ran")
         return cls(path)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """What the run's evaluation wrote (``artifacts/metrics.json``); an error before evaluation has run."""
+        path = self.artifacts / "metrics.json"
+        if not path.exists():
+            raise NotFound(f"{path} does not exist yet: the run has no evaluation; run a recipe with its "
+                           "evaluate stage")
+        return self.read_json(path.name)
 
     def artifact(self, *parts: str) -> Path:
         """Path under ``artifacts/``, with parent folders created."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from protege.core.errors import UserError, not_found
 from protege.data.files import SUFFIXES, read_rows
 from protege.data.packaged import PACKAGED, Splits
 
@@ -28,13 +29,13 @@ def describe_sources() -> str:
 def map_columns(rows: pd.DataFrame, text_column: str, label_column: str | None, where: str) -> pd.DataFrame:
     """The text and label columns, renamed ``text`` and ``label``; a missing column is an error."""
     if text_column not in rows.columns:
-        raise ValueError(
+        raise UserError(
             f"{where}: no text column {text_column!r}; its columns are {list(rows.columns)}. "
             "Set data.text_column to the column holding the texts."
         )
     has_label = label_column is not None and label_column in rows.columns
     if label_column is not None and not has_label and label_column != "label":
-        raise ValueError(
+        raise UserError(
             f"{where}: no label column {label_column!r}; its columns are {list(rows.columns)}. "
             "Set data.label_column, or leave it unset for unlabelled texts."
         )
@@ -70,7 +71,7 @@ def _read_hf(target: str, text_column: str, label_column: str | None) -> Splits:
     if "test" not in out and "validation" in out:
         out["test"] = out.pop("validation")
     if "train" not in out:
-        raise ValueError(f"{target}: the dataset has no 'train' split (it has {sorted(out)})")
+        raise UserError(f"{target}: the dataset has no 'train' split (it has {sorted(out)})")
     return {name: out[name] for name in ("train", "test") if name in out}
 
 
@@ -89,8 +90,13 @@ def load_source(
         splits = _read_hf(source[len(HF_PREFIX):], text_column, label_column)
     else:
         path = Path(source).expanduser()
-        if not path.exists() or path.suffix.lower() not in SUFFIXES:
-            raise ValueError(f"data.source {source!r} is not {describe_sources()}")
+        if path.suffix.lower() not in SUFFIXES:
+            if not path.exists():
+                raise UserError(f"data.source {source!r} is not {describe_sources()}")
+            raise UserError(f"data.source {path.resolve()}: unsupported file type; use {', '.join(SUFFIXES)}")
+        if not path.exists():
+            raise not_found(path, "data.source", "fix the path; paths in a recipe are taken from the recipe "
+                            "file's folder")
         splits = {"train": _read_file(path, text_column, label_column)}
     if test_source is not None:
         if test_source.startswith(HF_PREFIX):

@@ -1,8 +1,10 @@
-"""Classification quality and calibration as pure numpy functions of integer labels and probability rows.
+"""Classification quality and calibration as pure functions of integer labels and probability rows.
 
-Labels are class ids ``0..C-1``. Macro-F1 follows scikit-learn's default: it averages over the classes that
-occur in either the truth or the predictions, and a class with no predicted and no true example is left out
-rather than counted as 0 or 1.
+Labels are class ids ``0..C-1``. Accuracy, the confusion matrix and F1 are scikit-learn's; macro-F1 averages
+over the classes that occur in either the truth or the predictions (a class with no predicted and no true
+example is left out rather than counted as 0 or 1). What scikit-learn does not have lives here: the binned
+reliability and expected calibration error, and temperature scaling (one scalar fitted on held-out labels that
+softens or sharpens a model's probabilities without changing a single prediction).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.optimize import minimize_scalar
+from sklearn import metrics as skm
 
 
 def _ints(values: ArrayLike) -> np.ndarray:
@@ -25,7 +29,7 @@ def _same_length(a: np.ndarray, b: np.ndarray) -> None:
 def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     t, p = _ints(y_true), _ints(y_pred)
     _same_length(t, p)
-    return float((t == p).mean()) if t.size else float("nan")
+    return float(skm.accuracy_score(t, p)) if t.size else float("nan")
 
 
 def agreement(pred_a: ArrayLike, pred_b: ArrayLike) -> float:
@@ -39,17 +43,19 @@ def confusion(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) -> np.ndar
     _same_length(t, p)
     if t.size and (min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= num_classes):
         raise ValueError(f"labels must lie in 0..{num_classes - 1}")
-    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    if not t.size:
+        return np.zeros((num_classes, num_classes), dtype=np.int64)
+    return skm.confusion_matrix(t, p, labels=np.arange(num_classes)).astype(np.int64)
 
 
 def per_class_f1(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) -> np.ndarray:
     """F1 of each class; NaN for a class absent from both truth and predictions."""
-    cm = confusion(y_true, y_pred, num_classes).astype(float)
-    tp = np.diag(cm)
-    support, predicted = cm.sum(1), cm.sum(0)
-    denom = support + predicted
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(denom > 0, 2 * tp / denom, np.nan)
+    t, p = _ints(y_true), _ints(y_pred)
+    cm = confusion(t, p, num_classes)
+    present = (cm.sum(0) + cm.sum(1)) > 0
+    f1 = np.full(num_classes, np.nan)
+    if present.any():
+        f1[present] = skm.f1_score(t, p, labels=np.flatnonzero(present), average=None, zero_division=0.0)
     return f1
 
 
@@ -123,3 +129,28 @@ def summarize(y_true: ArrayLike, probs: ArrayLike, num_classes: int, bins: int =
         "ece": expected_calibration_error(p, y_true, bins),
         "largest_class_share": largest_class_share(pred),
     }
+
+
+def apply_temperature(probs: ArrayLike, temperature: float) -> np.ndarray:
+    """``softmax(log(probs) / T)``: T > 1 softens over-confident probabilities, T < 1 sharpens under-confident ones."""
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature}: must be positive")
+    logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-300, None)) / temperature
+    logits -= logits.max(axis=-1, keepdims=True)
+    out = np.exp(logits)
+    return out / out.sum(axis=-1, keepdims=True)
+
+
+def fit_temperature(probs: ArrayLike, y_true: ArrayLike, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """The temperature minimising the negative log-likelihood of ``y_true`` under :func:`apply_temperature`."""
+    t = _ints(y_true)
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] != t.size or not t.size:
+        raise ValueError(f"fit_temperature: probs (N, C) with N = {t.size} > 0 labels, got shape {p.shape}")
+
+    def nll(log_t: float) -> float:
+        scaled = apply_temperature(p, float(np.exp(log_t)))
+        return float(-np.log(np.clip(scaled[np.arange(t.size), t], 1e-300, None)).mean())
+
+    found = minimize_scalar(nll, bounds=tuple(np.log(bounds)), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(found.x))

@@ -3,9 +3,10 @@
 A family builds a :class:`Report` from the metrics its evaluation stage wrote (never from models, so a report
 can be rebuilt at any time) — a headline, flags that come before any number, then tables and figures — and
 :func:`write_report` renders and writes it atomically under ``artifacts/``: ``report.html`` (plots embedded as
-PNG data), ``report.md`` and ``report_files/<plot>.png``. :func:`report_stage` turns a family's builder into
-the family's ``report`` stage, so every family has the same stage with the same section; that stage adds what
-the teacher cost (requests paid and answered from the ledger, tokens, cost, texts cut to its context).
+PNG data), ``report.md`` and ``report_files/<plot>.png``. Both pages come from Jinja templates in
+``evaluate/templates/`` (autoescaped HTML), never from string concatenation. :func:`report_stage` turns a
+family's builder into the family's ``report`` stage, so every family has the same stage with the same section;
+that stage adds what the teacher cost (requests paid and answered from the ledger, tokens, cost, texts cut to its context).
 
 Any text renders: HTML is escaped, Markdown is escaped (:func:`md_escape`: a label such as ``*a*|<b>`` shows as
 written), and plots take text literally (mathtext off, so a label such as ``a$^$b`` cannot crash a report after
@@ -16,13 +17,14 @@ previous report whole.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
+
+import jinja2
 
 from protege.core import console
 from protege.core.run import Run
@@ -50,6 +52,7 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     heading: Optional[str] = None
+    kind: ClassVar[str] = "table"
 
 
 @dataclass
@@ -57,22 +60,34 @@ class Figure:
     key: str
     caption: str
     png: bytes
+    kind: ClassVar[str] = "figure"
+
+
+@dataclass
+class Notes:
+    """A heading and a bulleted list (advice, example errors)."""
+
+    heading: str
+    items: list[str]
+    kind: ClassVar[str] = "notes"
 
 
 @dataclass
 class Report:
-    """What a family's report says, in order: headline, flags, then tables and figures."""
+    """What a family's report says, in order: headline, flags, then tables, notes and figures."""
 
     title: str
     headline: str
     flags: list[dict] = field(default_factory=list)  # {"code", "message"}
-    blocks: list[Table | Figure] = field(default_factory=list)
+    blocks: list[Table | Figure | Notes] = field(default_factory=list)
 
 
-def html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _environment(autoescape: bool) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("protege.evaluate", "templates"), autoescape=autoescape,
+                             undefined=jinja2.StrictUndefined, trim_blocks=False)
+    env.filters["b64"] = lambda data: base64.b64encode(data).decode()
+    env.filters["md"] = md_escape
+    return env
 
 
 # Characters Markdown (GitHub's included: ~~strike~~, $math$) or inline HTML read as syntax anywhere in a line;
@@ -86,10 +101,7 @@ def md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(md_escape(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+_HTML, _MD = _environment(True), _environment(False)
 
 
 def pyplot() -> Any:
@@ -113,33 +125,9 @@ def figure_png(fig: Any) -> bytes:
 
 def render(report: Report) -> tuple[str, str]:
     """(HTML page, Markdown text) of a report."""
-    title = html.escape(report.title)
-    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
-         f"<style>{STYLE}</style></head><body><h1>{title}</h1>",
-         f"<p class='headline'>{html.escape(report.headline)}</p>"]
-    m = [f"# {md_escape(report.title)}", "", f"**{md_escape(report.headline)}**", ""]
-    if report.flags:
-        h.append("<h2>Flags: read these first</h2>")
-        m += ["## Flags: read these first", ""]
-        for flag in report.flags:
-            h.append(f"<div class='flag'><code>{html.escape(flag['code'])}</code>: {html.escape(flag['message'])}</div>")
-            m.append(f"- **{md_escape(flag['code'])}**: {md_escape(flag['message'])}")
-        m.append("")
-    for block in report.blocks:
-        if isinstance(block, Table):
-            if block.heading:
-                h.append(f"<h2>{html.escape(block.heading)}</h2>")
-                m += [f"## {md_escape(block.heading)}", ""]
-            h.append(html_table(block.header, block.rows))
-            m += [md_table(block.header, block.rows), ""]
-        else:
-            data = base64.b64encode(block.png).decode()
-            caption = html.escape(block.caption)
-            h.append(f"<figure><h2>{caption}</h2><img id='plot-{block.key}' alt='{caption}' "
-                     f"src='data:image/png;base64,{data}'></figure>")
-            m += [f"## {md_escape(block.caption)}", "", f"![{md_escape(block.caption)}]({PLOT_DIR}/{block.key}.png)", ""]
-    h.append("</body></html>")
-    return "\n".join(h), "\n".join(m)
+    page = _HTML.get_template("report.html.j2").render(report=report, style=STYLE)
+    text = _MD.get_template("report.md.j2").render(report=report, plot_dir=PLOT_DIR)
+    return page, text
 
 
 def _write_atomic(target: Path, data: bytes) -> None:

@@ -6,6 +6,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from protege.core.section import PATH
+
 
 class TeacherConfig(BaseModel):
     """Which teacher model to use and how to reach it."""
@@ -19,6 +21,7 @@ class TeacherConfig(BaseModel):
     model: str = Field(
         "smollm2-135m-instruct",
         description="Embedded model name, local path, hub id, GGUF path, or the served model name for openai.",
+        json_schema_extra=PATH,
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="hf: weights dtype.")
     batch_size: int = Field(8, ge=1, description="Prompts per backend call; also how often answers are saved.")
@@ -38,6 +41,7 @@ class TeacherConfig(BaseModel):
         None,
         description="openai: the served model's tokenizer (embedded name, path or hub id), needed to score chat "
         "prompts (rendered locally for /completions) and to map returned token text to ids for top-k.",
+        json_schema_extra=PATH,
     )
     extra_body: dict[str, Any] = Field(
         default_factory=dict,

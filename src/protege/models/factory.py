@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from protege.core.errors import UserError
 from protege.models.base import Teacher
 from protege.models.config import TeacherConfig
 
@@ -24,7 +25,7 @@ def make_teacher(config: TeacherConfig) -> Teacher:
         from protege.models.openai_compat import OpenAICompatTeacher
 
         if not config.base_url:
-            raise ValueError(
+            raise UserError(
                 "teacher.backend 'openai' needs teacher.base_url, e.g. http://127.0.0.1:8000/v1 for a local "
                 "vLLM or llama.cpp server, or https://api.openai.com/v1"
             )
@@ -43,4 +44,4 @@ def make_teacher(config: TeacherConfig) -> Teacher:
             tokenizer=tokenizer,
             extra_body=config.extra_body,
         )
-    raise ValueError(f"unknown teacher backend {config.backend!r}; choose hf, llamacpp or openai")
+    raise UserError(f"unknown teacher backend {config.backend!r}; choose hf, llamacpp or openai")

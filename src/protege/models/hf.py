@@ -8,7 +8,7 @@ tokens); a continuation is tokenised on its own without special tokens and appen
 
 from __future__ import annotations
 
-import copy
+import inspect
 import os
 from typing import Any, Iterator, Sequence, TypeVar
 
@@ -63,6 +63,12 @@ def last_position_logits(model: Any, seqs: Sequence[list[int]], pad_id: int) -> 
     out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
                 use_cache=False, logits_to_keep=1)
     return out.logits[:, -1]
+
+
+def cache_argument(model: Any) -> str:
+    """The name the model's forward takes a KV cache under: ``cache`` in transformers 5.x (where the old
+    ``past_key_values`` warns on every call), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def tail_logprob(top_logprobs: torch.Tensor) -> torch.Tensor:
@@ -249,47 +255,48 @@ class HFTeacher:
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]]) -> list[list[float]]:
         """Summed log-probability of each candidate given its prompt.
 
-        Prompts whose candidates are all one token (label words, usually) run ``batch_size`` at a time, left
-        padded, with only the last position's logits computed: one batched pass scores every label of several
-        texts. Otherwise the prompt runs once and its KV cache is copied across a batch of candidates, so
-        scoring every candidate costs one prompt pass plus one short batched pass.
+        Prompts run ``batch_size`` at a time, left padded, keeping only the last position's logits: that scores
+        every one-token candidate (label words, usually) at once. When some candidates are longer, the same pass
+        keeps the prompts' KV cache, and every longer candidate of the chunk runs as one right-padded batch on
+        top of its own prompt's cache (positions continuing from its prompt): the shared prefix is computed once
+        per prompt, the continuations together, whatever mix of lengths the label set has.
         """
         if len(prompts) != len(continuations):
             raise ValueError(f"score: {len(prompts)} prompts but {len(continuations)} candidate lists")
         cand_ids = [[self.encode_continuation(c) for c in row] for row in continuations]
         scores: list[list[float]] = [[] for _ in prompts]
-        single = [i for i, row in enumerate(cand_ids) if all(len(ids) == 1 for ids in row)]
-        for chunk in _chunks(single, max(self.batch_size, 1)):
-            logits = last_position_logits(self._model, [self.encode_prompt(prompts[i]) for i in chunk],
-                                          self._tokenizer.pad_token_id)
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
-            for row, i in enumerate(chunk):
-                scores[i] = [float(logprobs[row, ids[0]]) for ids in cand_ids[i]]
-        for i in sorted(set(range(len(prompts))) - set(single)):
-            scores[i] = self._score_one(prompts[i], cand_ids[i])
+        for chunk in _chunks(list(range(len(prompts))), max(self.batch_size, 1)):
+            for i, row in zip(chunk, self._score_chunk([self.encode_prompt(prompts[i]) for i in chunk],
+                                                        [cand_ids[i] for i in chunk])):
+                scores[i] = row
         return scores
 
-    def _score_one(self, prompt: Prompt, cand_ids: list[list[int]]) -> list[float]:
-        prompt_ids = self.encode_prompt(prompt)
-        first = self._model(input_ids=torch.tensor([prompt_ids], device=self.device), use_cache=True)
-        first_logprobs = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
-        scores = [0.0] * len(cand_ids)
-        todo = [i for i, ids in enumerate(cand_ids) if ids]  # an empty continuation has probability 1
-        for chunk in _chunks(todo, max(self.batch_size, 1)):
-            seqs = [cand_ids[i] for i in chunk]
-            ids, mask = self._pad(seqs, side="right")
-            cache = copy.deepcopy(first.past_key_values)
-            cache.batch_repeat_interleave(len(chunk))
-            full_mask = torch.cat([torch.ones(len(chunk), len(prompt_ids), dtype=mask.dtype), mask.cpu()], dim=1)
-            logits = self._model(
-                input_ids=ids, attention_mask=full_mask.to(self.device), past_key_values=cache, use_cache=True
-            ).logits.float()
-            # logits[j, t] predicts token t + 1 of candidate j; token 0 was predicted by the prompt pass.
-            norm = torch.logsumexp(logits[:, :-1], dim=-1)
-            picked = logits[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1) - norm
-            for row, i in enumerate(chunk):
-                n = len(cand_ids[i])
-                scores[i] = float(first_logprobs[cand_ids[i][0]] + picked[row, : n - 1].sum())
+    def _score_chunk(self, prompt_ids: list[list[int]], cand_ids: list[list[list[int]]]) -> list[list[float]]:
+        longer = [(b, j) for b, row in enumerate(cand_ids) for j, ids in enumerate(row) if len(ids) > 1]
+        ids, mask = self._pad(prompt_ids, side="left")
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=bool(longer),
+                          logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        # An empty continuation has probability 1; every other starts with the token the prompt predicts.
+        scores = [[float(first[b, c[0]]) if c else 0.0 for c in row] for b, row in enumerate(cand_ids)]
+        if not longer:
+            return scores
+        owner = torch.tensor([b for b, _ in longer], device=self.device)
+        tails = [cand_ids[b][j][:-1] for b, j in longer]  # the tokens whose logits predict the rest
+        tail_ids, tail_mask = self._pad(tails, side="right")
+        cache = out.past_key_values
+        cache.reorder_cache(owner)  # one cache row per longer candidate: its own prompt's
+        start = mask.sum(-1)[owner]
+        logits = self._model(
+            input_ids=tail_ids, attention_mask=torch.cat([mask[owner], tail_mask], dim=1),
+            position_ids=start[:, None] + torch.arange(tail_ids.shape[1], device=self.device)[None],
+            use_cache=True, **{cache_argument(self._model): cache},
+        ).logits.float()
+        logp = torch.log_softmax(logits, dim=-1)
+        for row, (b, j) in enumerate(longer):
+            rest = torch.tensor(cand_ids[b][j][1:], device=self.device)
+            scores[b][j] += float(logp[row, torch.arange(rest.numel(), device=self.device), rest].sum())
         return scores
 
     @torch.no_grad()

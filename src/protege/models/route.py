@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable, Optional, Union
 
+from protege.core.errors import UserError
 from protege.core.ledger import Ledger
 from protege.models.base import Teacher
 from protege.models.config import TeacherConfig
@@ -78,13 +79,13 @@ class TeacherRoute:
     def weights(self, dtype: Optional[str] = None, *, why: str = "this stage") -> tuple[Any, Any]:
         """``(model, tokenizer)`` of an in-process teacher, frozen, in ``dtype`` (default: as loaded)."""
         if self.config.backend != "hf" and self._make is None:
-            raise ValueError(f"{why} needs the teacher's weights in this process, but teacher.backend is "
+            raise UserError(f"{why} needs the teacher's weights in this process, but teacher.backend is "
                              f"{self.config.backend!r}: use backend: hf, or an objective that needs only the "
                              "teacher's answers (sft, cached_kd)")
         backend = self.backend()
         model, tokenizer = getattr(backend, "model", None), getattr(backend, "tokenizer", None)
         if model is None or tokenizer is None:
-            raise ValueError(f"{why} needs the teacher's weights, and the {backend.backend!r} backend has none")
+            raise UserError(f"{why} needs the teacher's weights, and the {backend.backend!r} backend has none")
         for p in model.parameters():
             p.requires_grad_(False)
         loaded = str(next(model.parameters()).dtype).removeprefix("torch.")

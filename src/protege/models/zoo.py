@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+from protege.core.errors import UserError
 from protege.models.embedded import EMBEDDED, EmbeddedModel, embedded_path, install_hint
 from protege.models.gguf_cache import cache_root, cache_valid, converted_gguf_dir, gguf_entry_name, half_student_dir
 from protege.models.resolve import ModelNotFoundError, ResolvedModel, resolve
@@ -55,7 +56,7 @@ def _load_dir(resolved: ResolvedModel) -> str:
     if resolved.embedded is not None and resolved.embedded.name == "smollm2-135m-half":
         return str(half_student_dir(resolved))
     if resolved.embedded is not None and resolved.embedded.role == "classifier-student":
-        raise ValueError(
+        raise UserError(
             f"{resolved.name!r} is an encoder for classification; load it with load_encoder_classifier"
         )
     if resolved.gguf_file is not None:

@@ -18,7 +18,8 @@ from typing import Any, Optional
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_model
 
-from protege.core.section import Section
+from protege.core.errors import UserError
+from protege.core.section import PATH, Section, resolve_paths
 from protege.models.config import TeacherConfig
 from protege.pipeline.families import FAMILIES
 from protege.stage import Family
@@ -33,7 +34,9 @@ class Recipe(Section):
     """
 
     name: str = Field(description="Short name of the job; used in reports.")
-    run_dir: Path = Field(description="Directory the run writes to; relative paths are taken from the recipe file.")
+    run_dir: Optional[Path] = Field(
+        None, description="Directory the run writes to, taken from the recipe file's folder like every path in a "
+        "recipe; unset: runs/<name> under the current directory.", json_schema_extra=PATH)
     family: str = Field(description="The task family the recipe belongs to (classification, lm, ...).")
     description: str = Field("", description="One line: what the recipe does (shown by `protege recipes`).")
     seed: int = Field(0, description="Seed for every random choice (sampling, splits, initialisation).")
@@ -91,15 +94,10 @@ def family_of(data: dict, source: str = "<recipe>") -> Family:
                       f"({' or '.join(f.name for f in candidates)}).")
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError):
     """A recipe that cannot be used; the message says where and how to fix it."""
 
     code = "recipe_invalid"
-
-    def __init__(self, message: str, *, code: Optional[str] = None):
-        super().__init__(message)
-        if code is not None:
-            self.code = code
 
 
 def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -142,17 +140,21 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
         recipe = model.model_validate({**data, "family": fam.name})
     except ValidationError as err:
         raise RecipeError(format_errors(err, source, model)) from None
-    if base_dir is not None and not recipe.run_dir.is_absolute():
-        recipe.run_dir = (base_dir / recipe.run_dir).resolve()
     recipe._source = source if source != "<recipe>" else None
+    # The one path rule: every path in a recipe is taken from the recipe file's folder (the working directory
+    # for a recipe given as a mapping); run_dir defaults to runs/<name> where protege is run from.
+    resolve_paths(recipe, (base_dir or Path.cwd()).resolve())
+    if recipe.run_dir is None:
+        recipe.run_dir = (Path.cwd() / "runs" / recipe.name).resolve()
     return recipe
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read and validate a recipe file. ``overrides`` are dotted keys (``train.steps``) set after reading."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.exists():
-        raise RecipeError(f"{path}: no such recipe file.")
+        raise RecipeError(f"not found: {path.resolve()} (the recipe file); `protege recipes` lists the packaged "
+                          "ones", code="not_found")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:

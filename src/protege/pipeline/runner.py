@@ -80,9 +80,14 @@ def signatures(recipe: Recipe) -> list[Step]:
     task = getattr(recipe, "task", None)
     for i, stage in enumerate(stages):
         producers: list[str] = []
-        for name in (*stage.reads, *stage.uses):
+        required = stage.required(getattr(recipe, stage.name))
+        for name in required:
+            if name not in {o.name for o in fam.outputs}:
+                raise RecipeError(f"stage '{stage.name}' is set to read '{name}', which is not a table of the "
+                                  f"{fam.name} family; choose one of: {', '.join(o.name for o in fam.outputs)}.")
+        for name in (*required, *stage.uses):
             writer = next((s.name for s in reversed(stages[:i]) if name in s.writes), None)
-            if writer is None and name in stage.reads:
+            if writer is None and name in required:
                 makers = [s.name for s in fam.stages if name in s.writes and s.name != stage.name]
                 fix = f"add a '{makers[0]}:' section before it" if makers else "no stage of this family writes it"
                 raise RecipeError(f"stage '{stage.name}' reads '{name}' ({fam.output(name).description}), which "

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import yaml
 
+from protege.core.errors import NotFound
 from protege.core.run import Run
 from protege.pipeline.recipe import Recipe, RecipeError, parse_recipe
 from protege.pipeline.runner import family_of, plan
@@ -64,7 +65,8 @@ def render_report(run: Run) -> Path:
     """Write the run's report with its family's report stage (no model is loaded)."""
     recipe = saved_recipe(run)
     if recipe is None:
-        raise FileNotFoundError(f"{run.path / 'recipe.yaml'} is missing or invalid: cannot tell the run's family")
+        raise NotFound(f"{run.path / 'recipe.yaml'} is missing or invalid: cannot tell the run's family; run its "
+                       "recipe again")
     stage = family_of(recipe).stage("report")
     stage.run(StageContext(name="report", config=stage.config(), run=run, seed=recipe.seed))
     return run.artifacts / "report.html"

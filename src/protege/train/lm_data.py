@@ -63,7 +63,8 @@ class LMExamples:
                 lengths.append(n_prompt)
         if len(sequences) < len(prompts):
             console.warn(f"{len(prompts) - len(sequences)} of {len(prompts)} examples dropped: the prompt alone "
-                         f"fills max_length={max_length} tokens; raise max_length to keep them")
+                         f"fills max_length={max_length} tokens; raise max_length to keep them",
+                         code="examples_dropped")
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         return cls(sequences, lengths, pad)
 

@@ -97,8 +97,10 @@ class LoopConfig(Section):
     early_stopping: Optional[EarlyStopping] = Field(None, description="Stop when evaluation stops improving.")
     seed: int = Field(0, description="Seed of data order, initialisation of new weights, dropout and sampling.")
     log_every: int = Field(10, ge=1, description="Write training metrics every this many steps.")
-    tracker: Optional[Literal["tensorboard"]] = Field(
-        "tensorboard", description="Accelerate tracker receiving the metrics, under artifacts/tensorboard.")
+    tracker: Optional[Literal["tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "aim", "clearml", "dvclive",
+                              "swanlab"]] = Field(
+        "tensorboard", description="Accelerate tracker receiving the metrics (any Accelerate supports; its package "
+        "must be installed): tensorboard writes under artifacts/tensorboard, the others to their own service.")
     lora: Optional[LoraConfig] = Field(None, description="Train low-rank adapters instead of all weights.")
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 from pydantic import Field
 
+from protege.core.errors import UserError
 from protege.core.section import Section
 
 
@@ -54,5 +55,5 @@ def apply_lora(model: Any, config: LoraConfig) -> Any:
     try:
         return get_peft_model(model, peft_config)
     except ValueError as err:
-        raise ValueError(f"LoRA could not be applied to {type(model).__name__}: {err}. Set lora.target_modules "
+        raise UserError(f"LoRA could not be applied to {type(model).__name__}: {err}. Set lora.target_modules "
                          "to the names of its linear layers (print(model) lists them).") from err

@@ -12,7 +12,8 @@ from typing import Any, Literal, Optional, Union
 import torch
 from pydantic import Field
 
-from protege.core.section import Section
+from protege.core.errors import UserError
+from protege.core.section import PATH, Section
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -22,7 +23,7 @@ class StudentConfig(Section):
 
     model: Optional[str] = Field(
         "smollm2-135m-half", description="Embedded name, local folder or hub id of a causal LM (ignored when "
-        "prune_teacher is set).")
+        "prune_teacher is set).", json_schema_extra=PATH)
     prune_teacher: Optional[Union[Literal["every_other"], list[int]]] = Field(
         None, description="Build the student from the recipe's teacher keeping these decoder layers (indices, "
         "or every_other).")
@@ -47,12 +48,12 @@ def load_student(config: StudentConfig, teacher_model: Optional[str] = None) -> 
     dtype = DTYPES[config.dtype]
     if config.prune_teacher is not None:
         if teacher_model is None:
-            raise ValueError("student.prune_teacher derives the student from the teacher: add a 'teacher:' section "
+            raise UserError("student.prune_teacher derives the student from the teacher: add a 'teacher:' section "
                              "naming the teacher model")
         model, tokenizer = load_causal_lm(teacher_model, dtype=dtype)
         model = prune_layers(model, kept_layers(config.prune_teacher, model.config.num_hidden_layers))
     elif config.model is not None:
         model, tokenizer = load_causal_lm(config.model, dtype=dtype)
     else:
-        raise ValueError("student: give model (a name, folder or hub id) or prune_teacher")
+        raise UserError("student: give model (a name, folder or hub id) or prune_teacher")
     return model.train(), tokenizer

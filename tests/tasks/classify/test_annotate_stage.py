@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,7 +50,7 @@ def teachers(monkeypatch):
 
 
 def test_annotate_calibrates_away_a_label_prior_and_reports_each_variant(tmp_path, source, teachers):
-    run_recipe(recipe(tmp_path, source))
+    run_recipe(recipe(tmp_path, source, min_dev=5))  # 9 dev texts: allowed to choose here
     run = Run(tmp_path / "run")
     table = run.records.read("annotated")
     inputs = pd.concat([run.records.read(t) for t in ("pool", "dev", "test")])
@@ -61,7 +63,7 @@ def test_annotate_calibrates_away_a_label_prior_and_reports_each_variant(tmp_pat
     assert report["variants"]["none"]["dev"]["largest_class_share"] == 1.0
     assert report["variants"]["contextual+ensemble"]["test"]["accuracy"] == 1.0
     assert report["variants"]["mean"]["dev"]["accuracy"] == 1.0
-    assert report["calibration"] != "none" and report["chosen_by"] == "best dev macro-F1"
+    assert report["calibration"] != "none" and report["chosen_by"] == "best dev macro-F1 on 9 texts"
     assert (table["teacher_label"] == table["gold"]).all()
     assert table["raw_scores"].map(len).eq(2).all()  # two templates
     assert set(table["calibration"]) == {report["calibration"]}
@@ -158,3 +160,18 @@ def test_seed_class_prior_sets_the_quotas_or_says_the_seed_is_missing(tmp_path, 
     # Seed shares 3/4, 1/4, 0 of a budget of 6: 4.5, 1.5, 0 rounded to quotas 5, 1, 0.
     assert selected["teacher_index"].value_counts().sort_index().tolist() == [5, 1]
     assert selected["reason"].str.contains("quota 5|quota 1").all()
+
+
+def test_calibration_auto_on_fewer_dev_texts_than_min_dev_warns_and_uses_the_default(tmp_path, source, teachers):
+    from protege.core import console
+
+    log = tmp_path / "events.jsonl"
+    console.configure(quiet=True, jsonl=log)
+    try:
+        run_recipe(recipe(tmp_path, source))  # 9 dev texts, min_dev 30
+    finally:
+        console.configure()
+    report = Run(tmp_path / "run").read_json("annotate.json")
+    assert report["calibration"] == "mean+ensemble" and report["chosen_by"].startswith("default (9 gold dev texts")
+    warnings = [json.loads(line) for line in log.read_text().splitlines() if '"warning"' in line]
+    assert [w["code"] for w in warnings] == ["calibration_default"]

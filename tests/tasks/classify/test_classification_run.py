@@ -79,6 +79,6 @@ def test_report_has_every_plot(finished_run):
     run, _ = finished_run
     page = (run.artifacts / "report.html").read_text()
     for plot in ("confusion", "reliability", "learning_curve", "speed"):
-        assert f"id='plot-{plot}'" in page
+        assert f'id="plot-{plot}"' in page
         assert (run.artifacts / "report_files" / f"{plot}.png").stat().st_size > 1000
     assert "report_files/confusion.png" in (run.artifacts / "report.md").read_text()

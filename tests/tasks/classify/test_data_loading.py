@@ -125,7 +125,7 @@ def test_data_stage_writes_four_tables_with_gold_and_provenance(tmp_path):
     run_recipe(recipe)
     run = Run(tmp_path / "run")
     tables = {name: run.records.read(name) for name in ("pool", "seed", "dev", "test")}
-    assert {k: len(v) for k, v in tables.items()} == {"pool": 14, "seed": 6, "dev": 3, "test": 5}
+    assert {k: len(v) for k, v in tables.items()} == {"pool": 16, "seed": 6, "dev": 3, "test": 5}  # 30 texts
     every = pd.concat(tables.values())
     assert every["id"].is_unique and (every["source"] == str(path)).all()
     assert set(every["gold"]) == {"neg", "pos"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from protege.models.base import Generation, SamplingParams
@@ -62,6 +64,10 @@ def test_respond_writes_n_answers_per_prompt_with_provenance(tmp_path):
     assert row["parent_id"] == prompts[prompts["prompt"] == "name a colour"]["id"].item()
     assert row["teacher"] == "fake:fake-teacher" and row["split"] == "train" and row["stage"] == "respond"
     assert row["completion_tokens"] == 4 and row["finish_reason"] == "stop"
+    lines = [json.loads(line) for line in (run.artifacts / "responses.messages.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and {"messages": [{"role": "user", "content": "name a colour"},
+                                             {"role": "assistant", "content": "ruoloc a eman #1"}],
+                                "split": "train"} in lines
 
 
 def test_an_interrupted_respond_resumes_and_a_rerun_hits_the_ledger(tmp_path):

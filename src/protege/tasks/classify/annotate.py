@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from protege.core.errors import UserError
 from protege.core import console
 from protege.core.section import Section
 from protege.core.records import record_id
@@ -58,7 +59,12 @@ class AnnotateConfig(Section):
         "auto",
         description="Label-prior correction: none; contextual (divide by the distribution of content-free "
         "inputs); mean (subtract the mean label log-probability over the pool); auto picks the variant "
-        "(calibration and ensembling) with the best macro-F1 on gold dev labels, mean if there are none.",
+        "(calibration and ensembling) with the best macro-F1 on gold dev labels, or the default (mean, "
+        "ensembled over several templates) when there are fewer than min_dev of them.",
+    )
+    min_dev: int = Field(
+        30, ge=1, description="calibration auto: gold dev texts needed to choose a variant. A handful cannot tell "
+        "variants apart (one text is several points of macro-F1), so with fewer auto warns and uses the default.",
     )
     ensemble: bool = Field(
         True,
@@ -104,11 +110,11 @@ def prompt_hash(task: "ClassificationTask", text: str) -> str:
 def _inputs(ctx: "StageContext", names: list[str]) -> pd.DataFrame:
     unknown = [t for t in names if t not in set(tables.SPLITS) | set(ctx.run.records.tables())]
     if unknown:
-        raise ValueError(f"annotate.tables names {unknown}, which this run does not have (it has "
+        raise UserError(f"annotate.tables names {unknown}, which this run does not have (it has "
                          f"{ctx.run.records.tables()}); run the data stage first or fix annotate.tables")
     frames = [frame for frame in (ctx.run.records.read(t) for t in names) if len(frame)]
     if not frames:
-        raise ValueError(f"annotate: tables {names} are all empty; nothing to label")
+        raise UserError(f"annotate: tables {names} are all empty; nothing to label")
     return pd.concat(frames, ignore_index=True).drop_duplicates("id").reset_index(drop=True)
 
 
@@ -210,18 +216,32 @@ def _choose(cfg: AnnotateConfig, report: dict, n_templates: int) -> tuple[str, s
         name = cfg.calibration + ("+ensemble" if cfg.ensemble and n_templates > 1 else "")
         return name, "recipe"
     on_dev = {v: s["dev"]["macro_f1"] for v, s in report.items() if "dev" in s}
-    if not on_dev:
-        console.warn("annotate: calibration auto has no gold dev labels to choose with; using mean")
-        return "mean" + ("+ensemble" if n_templates > 1 else ""), "default (no gold dev labels)"
-    return max(on_dev, key=lambda v: (on_dev[v], v == "none")), "best dev macro-F1"
+    default = "mean" + ("+ensemble" if n_templates > 1 else "")
+    n_dev = max((s["dev"]["n"] for s in report.values() if "dev" in s), default=0)
+    if n_dev < cfg.min_dev:
+        console.warn(f"annotate: calibration auto needs at least {cfg.min_dev} gold dev texts to choose (annotate."
+                     f"min_dev) and has {n_dev}; using the default, {default}. Raise data.dev_size, or set "
+                     "annotate.calibration yourself.", code="calibration_default")
+        return default, f"default ({n_dev} gold dev texts, fewer than {cfg.min_dev})"
+    return max(on_dev, key=lambda v: (on_dev[v], v == "none")), f"best dev macro-F1 on {n_dev} texts"
+
+
+def multi_token(task: "ClassificationTask", backend: object) -> list[str]:
+    """Verbalizers the teacher's tokenizer splits into several tokens (empty when the backend cannot tell)."""
+    encode = getattr(backend, "encode_continuation", None)
+    if encode is None:
+        return []
+    return [word for word in continuations(task) if len(encode(word)) > 1]
 
 
 def run(ctx: "StageContext") -> dict:
     cfg: AnnotateConfig = ctx.config
     task = ctx.require_task()
-    if task is None:
-        raise ValueError("stage 'annotate' needs a 'task:' section (labels, verbalizers, templates)")
     teacher = ctx.teacher
+    several = multi_token(task, ctx.route.backend())
+    if several:
+        console.info(f"annotate: verbalizers of several tokens: {', '.join(repr(w) for w in several)}; each chunk "
+                     "of texts takes one extra batched pass for them (measured within 1.5x of one-token words)")
     inputs = _inputs(ctx, cfg.tables)
     timing = _score_missing(ctx, teacher, inputs, cfg)
 
@@ -231,7 +251,7 @@ def run(ctx: "StageContext") -> dict:
     k, n_templates = len(task.labels), logp.shape[1]
     in_pool = (table["split"] == tables.POOL).to_numpy()
     if not in_pool.any():
-        console.warn("annotate: no pool texts; the mean prior is measured on all annotated texts instead")
+        console.warn("annotate: no pool texts; the mean prior is measured on all annotated texts instead", code="no_pool")
         in_pool = np.ones(len(table), dtype=bool)
     priors: dict[str, np.ndarray | None] = {
         "none": None,
@@ -278,6 +298,7 @@ def run(ctx: "StageContext") -> dict:
         "unsure_share": round(unsure, 4),
         "priors": {n: None if p is None else np.round(p, 4).tolist() for n, p in priors.items()},
         "timing": timing, "ledger": {"hits": teacher.stats.hits, "misses": teacher.stats.misses},
+        "multi_token_verbalizers": several,
     }
     ctx.run.write_json(tables.ANNOTATE_SUMMARY, summary)
     _say(summary)

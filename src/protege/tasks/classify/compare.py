@@ -110,13 +110,6 @@ def flags(result: Mapping[str, Any], thresholds: Thresholds) -> list[dict[str, s
         out.append({"code": "student_not_above_majority", "message": (
             f"The student ({_pct(student['accuracy'])}) is not above always answering '{majority['label']}' "
             f"({_pct(majority['accuracy'])}). Do not deploy it; see the other flags for why.")})
-    seed = models.get("gold_seed_student")
-    if student is not None and seed is not None and student["macro_f1"] < seed["macro_f1"]:
-        out.append({"code": "student_below_gold_seed", "message": (
-            f"The student trained on teacher labels (macro-F1 {student['macro_f1']:.3f}) is worse than the same "
-            f"student trained on the gold seed alone ({seed['macro_f1']:.3f}): the teacher's labels on the pool "
-            "are less informative than the seed's gold labels. Improve the teacher (prepare_teacher) or train with "
-            "train.use_gold.")})
     return out
 
 

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Optional
 
 from pydantic import Field
 
+from protege.core.errors import UserError
 from protege.core import console
-from protege.core.section import Section
+from protege.core.section import PATH, Section
 from protege.core.records import record_id
 from protege.tasks.classify import tables
 from protege.tasks.classify.task import label_indices
+from protege.data.files import is_missing
 from protege.data.packaged import PACKAGED
 from protege.data.sources import load_source
 from protege.data.splits import SplitSizes, split
@@ -34,15 +36,15 @@ class DataConfig(Section):
 
     source: str = Field(
         description="A packaged dataset (drug-reviews, bbc-news, sst2), a .csv/.tsv/.jsonl/.json/.parquet "
-        "file, or hf:<hub id or local folder> read by the datasets library."
+        "file, or hf:<hub id or local folder> read by the datasets library.", json_schema_extra=PATH
     )
     test_source: Optional[str] = Field(
         None, description="A separate file (or hf:...) holding the test texts; otherwise the source's own "
-        "test split, or test_fraction of its texts."
+        "test split, or test_fraction of its texts.", json_schema_extra=PATH
     )
     data_dir: Optional[Path] = Field(
         None, description="sst2: folder holding train.tsv and dev.tsv (default $PROTEGE_SST2_DIR, else "
-        "../shared/data/sst2 beside a source checkout)."
+        "../shared/data/sst2 beside a source checkout).", json_schema_extra=PATH
     )
     text_column: str = Field("text", description="Column holding the texts (files and hf sources).")
     label_column: Optional[str] = Field(
@@ -50,13 +52,20 @@ class DataConfig(Section):
         "without it is unlabelled."
     )
     pool_size: Optional[int] = Field(
-        None, ge=1, description="Unlabelled texts to keep for the teacher; all if unset."
+        None, ge=1, description="Unlabelled texts to keep for the teacher; all if unset. More than there are is "
+        "refused, never silently cut."
     )
     seed_size: int = Field(0, ge=0, description="Gold-labelled training examples (stratified); 0 for none.")
-    dev_size: int = Field(200, ge=0, description="Gold-labelled development examples (stratified).")
-    test_size: Optional[int] = Field(500, ge=1, description="Gold test examples (stratified); all if unset.")
+    dev_size: int = Field(200, ge=0, description="Gold-labelled development examples (stratified): they choose "
+                          "the teacher's calibration (30 or more for that) and stop training early.")
+    test_size: Optional[int] = Field(
+        None, ge=1, description="Gold test examples (stratified), drawn from labelled texts only and taken "
+        "exactly or refused. Unset: the whole test split, or test_fraction of the labelled texts when the "
+        "source has none."
+    )
     test_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share held out as test when the source has no test split."
+        0.2, gt=0, lt=1, description="Share of the labelled texts held out as test when the source has no test "
+        "split and test_size is unset."
     )
     seed: Optional[int] = Field(None, description="Seed for the splits; the recipe's seed if unset.")
     max_chars: int = Field(
@@ -65,8 +74,13 @@ class DataConfig(Section):
 
 
 def gold_names(task: "ClassificationTask", labels: list, where: str) -> list[str | None]:
-    """Raw gold values (names, or positions in ``task.labels``) as label names; None stays unknown."""
-    known = [i for i, v in enumerate(labels) if v is not None and not (isinstance(v, float) and v != v)]
+    """Raw gold values (names, or positions in ``task.labels``) as label names.
+
+    A missing value (None, NaN, a blank, ``null`` or ``NaN`` cell: :func:`~protege.data.files.is_missing`) means
+    unlabelled, in every file format, unless it is itself one of the task's labels.
+    """
+    names_set = set(task.labels)
+    known = [i for i, v in enumerate(labels) if v in names_set or not is_missing(v)]
     names: list[str | None] = [None] * len(labels)
     for i, index in zip(known, label_indices(task, [labels[i] for i in known], where=where)):
         names[i] = task.labels[index]
@@ -77,7 +91,7 @@ def run(ctx: "StageContext") -> dict:
     cfg: DataConfig = ctx.config
     task = ctx.require_task()
     if task is None:
-        raise ValueError("stage 'data' needs a 'task:' section: the labels the gold labels are mapped onto")
+        raise UserError("stage 'data' needs a 'task:' section: the labels the gold labels are mapped onto")
     splits = load_source(
         cfg.source, text_column=cfg.text_column, label_column=cfg.label_column, test_source=cfg.test_source,
         data_dir=cfg.data_dir,

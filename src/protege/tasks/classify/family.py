@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from protege.evaluate.report import report_stage
 from protege.stage import Family, Stage
-from protege.tasks.classify import annotate, augment, data, evaluate, first_student, prepare, report, select, train
+from protege.tasks.classify import annotate, augment, data, deploy, evaluate, first_student, prepare, report, select, train
 from protege.tasks.classify import tables as t
 from protege.tasks.classify.student import ClassifierTrainConfig
 from protege.tasks.classify.task import ClassificationTask
@@ -18,6 +18,7 @@ FAMILY = Family(
     description="A teacher labels texts; a small encoder classifier learns its calibrated label distributions.",
     task=ClassificationTask,
     outputs=t.OUTPUTS,
+    student=deploy.load,
     stages=(
         Stage("data", data.DataConfig, data.run,
               "Texts to classify and their pool/seed/dev/test split.",
@@ -37,7 +38,7 @@ FAMILY = Family(
               reads=(t.ANNOTATED,), uses=(t.STUDENT_POOL, t.SEED), writes=(t.SELECTED, t.SELECT_SUMMARY)),
         Stage("train", ClassifierTrainConfig, train.run,
               "The student classifier trained on the teacher's labels (and the students it is compared with).",
-              reads=(t.ANNOTATED,), uses=(t.SELECTED, t.SEED),
+              reads=(t.ANNOTATED,), uses=(t.SELECTED, t.SEED), needs=lambda cfg: (cfg.train_table,),
               writes=(t.STUDENT, t.STUDENTS, t.TRAINED, t.TRAIN_LOGS)),
         Stage("augment", augment.AugmentConfig, augment.run,
               "Rounds of teacher-written examples modelled on the student's dev errors, then retraining.",
@@ -47,7 +48,7 @@ FAMILY = Family(
         Stage("evaluate", evaluate.EvaluateConfig, evaluate.run,
               "Teacher, student and baselines on the gold test split: quality, agreement, calibration, speed.",
               reads=(t.ANNOTATED, t.TRAINED), uses=(t.STUDENT, t.STUDENTS, t.ANNOTATE_SUMMARY, t.TEACHER_ADAPTER),
-              writes=(t.METRICS,), teacher=True),
+              writes=(t.METRICS, t.MODEL_CARD), teacher=True),
         report_stage(report.build, reads=(t.METRICS,), writes=(t.REPORT,)),
     ),
 )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
+from protege.core.errors import UserError
 from protege.core.run import Run
 from protege.tasks.classify.student import ClassifierTrainConfig, Examples
 from protege.tasks.classify import tables
@@ -25,14 +26,14 @@ def train_settings(ctx: "StageContext", why: str) -> tuple[ClassifierTrainConfig
     """The recipe's ``train`` section and task labels, for a stage that trains a student with them."""
     train = ctx.section("train")
     if train is None or ctx.task is None:
-        raise ValueError(f"stage {ctx.name!r} {why}: the recipe needs 'task:' and 'train:' sections")
+        raise UserError(f"stage {ctx.name!r} {why}: the recipe needs 'task:' and 'train:' sections")
     return train, ctx.task.labels
 
 
 def _need(frame: pd.DataFrame, columns: tuple[str, ...], what: str, fix: str) -> pd.DataFrame:
     missing = [c for c in columns if c not in frame.columns]
     if not len(frame) or missing:
-        raise ValueError(f"{what} is empty or lacks columns {missing or list(columns)}: {fix}")
+        raise UserError(f"{what} is empty or lacks columns {missing or list(columns)}: {fix}")
     return frame
 
 
@@ -81,8 +82,8 @@ def gold_test(run: Run) -> pd.DataFrame:
     """Annotated test rows that have a gold label: teacher and students are scored on exactly these."""
     test = annotated_split(run, tables.TEST)
     if "gold_index" not in test.columns:
-        raise ValueError("the annotated test split has no gold_index column: the data stage must keep gold labels")
+        raise UserError("the annotated test split has no gold_index column: the data stage must keep gold labels")
     test = test[test["gold_index"].fillna(-1).astype(int) >= 0].reset_index(drop=True)
     if not len(test):
-        raise ValueError("no test text has a gold label; evaluate needs gold test data (data.label_column)")
+        raise UserError("no test text has a gold label; evaluate needs gold test data (data.label_column)")
     return test

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from pydantic import Field, model_validator
 
+from protege.core.errors import UserError
 from protege.core import console
 from protege.core.section import Section
 from protege.tasks.classify import tables
@@ -84,7 +85,7 @@ def verbalizer_heads(task: "ClassificationTask", teacher: "HFTeacher") -> list[l
     for word, label in zip(continuations(task), label_of_continuation(task)):
         first = teacher.encode_continuation(word)[0]
         if owner_of.setdefault(first, label) != label:
-            raise ValueError(
+            raise UserError(
                 f"prepare_teacher: verbalizers {word!r} ({task.labels[label]}) and one of "
                 f"{task.labels[owner_of[first]]} start with the same token, so one next-token head cannot "
                 "tell them apart; choose task.verbalizers that differ in their first word piece"
@@ -103,7 +104,7 @@ def fit_prompt(
         text = text[: int(len(text) * max_length / len(ids) * 0.95)]
         ids = teacher.encode_prompt(render(task, text, template))
     if len(ids) > max_length:
-        raise ValueError(
+        raise UserError(
             f"prepare_teacher: the prompt without any text is {len(ids)} tokens, over max_length "
             f"{max_length}; raise prepare_teacher.max_length or use fewer few-shot examples"
         )
@@ -190,7 +191,7 @@ def prepared_model_id(base_id: str, adapter_dir: Path) -> str:
 
 def _hf_backend(teacher: Any) -> "HFTeacher":
     if not all(hasattr(teacher, a) for a in ("model", "tokenizer", "encode_prompt", "encode_continuation")):
-        raise ValueError(
+        raise UserError(
             f"prepare_teacher fine-tunes the weights, so it needs the in-process teacher (teacher.backend: "
             f"hf); this teacher is {teacher.backend!r}. Remove the prepare_teacher section or switch backend."
         )
@@ -208,7 +209,7 @@ def prepared_teacher(base: Any, run: "Run") -> "HFTeacher":
 
     adapter = run.artifacts / ADAPTER
     if not (adapter / WEIGHTS).exists():
-        raise ValueError(f"the recipe prepares the teacher but {adapter} holds no adapter; "
+        raise UserError(f"the recipe prepares the teacher but {adapter} holds no adapter; "
                          "run `protege run RECIPE --force prepare_teacher`")
     inner = _hf_backend(base)
     merged = PeftModel.from_pretrained(inner.model, str(adapter)).merge_and_unload().eval()
@@ -223,7 +224,7 @@ def run(ctx: "StageContext") -> dict:
     task = ctx.require_task()
     seed = ctx.run.records.read(tables.SEED)
     if not len(seed):
-        raise ValueError("prepare_teacher trains on gold labels but the seed table is empty; set "
+        raise UserError("prepare_teacher trains on gold labels but the seed table is empty; set "
                          "data.seed_size (e.g. 100) or remove the prepare_teacher section")
     teacher = _hf_backend(ctx.route.backend())
     out_dir = ctx.run.artifact(ADAPTER)

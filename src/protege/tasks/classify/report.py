@@ -11,8 +11,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from protege.core.errors import NotFound
 from protege.core.run import Run
-from protege.evaluate.report import Figure, Report, Table, figure_png, pyplot
+from protege.evaluate.report import Figure, Notes, Report, Table, figure_png, pyplot
 from protege.evaluate.report import write_report as write
 from protege.tasks.classify import tables
 from protege.tasks.classify.compare import times
@@ -118,44 +119,107 @@ def _fmt(value: Any, pct: bool = True) -> str:
     return f"{100 * value:.1f} %" if pct else f"{value:.3f}"
 
 
+def _interval(bounds: Any) -> str:
+    return "–" if not bounds else f"{100 * bounds[0]:.1f} – {100 * bounds[1]:.1f} %"
+
+
 def score_rows(result: Mapping[str, Any]) -> list[list[str]]:
-    rows = [["majority class ('" + result["majority"]["label"] + "')", _fmt(result["majority"]["accuracy"]),
-             _fmt(result["majority"]["macro_f1"], False), "–"]]
+    majority = result["majority"]
+    rows = [["majority class ('" + majority["label"] + "')", _fmt(majority["accuracy"]),
+             _interval(majority.get("accuracy_interval")), _fmt(majority["macro_f1"], False), "–"]]
     for name, scores in result["models"].items():
-        rows.append([name.replace("_", " "), _fmt(scores["accuracy"]), _fmt(scores["macro_f1"], False),
-                     _fmt(scores["ece"], False)])
+        rows.append([name.replace("_", " "), _fmt(scores["accuracy"]), _interval(scores.get("accuracy_interval")),
+                     _fmt(scores["macro_f1"], False), _fmt(scores["ece"], False)])
+    return rows
+
+
+def difference_rows(result: Mapping[str, Any]) -> list[list[str]]:
+    rows = []
+    for name, d in (result.get("differences") or {}).items():
+        lo, hi = d["interval"]
+        rows.append([f"student − {name.replace('_', ' ')}", f"{100 * d['difference']:+.1f} points",
+                     f"{100 * lo:+.1f} – {100 * hi:+.1f}", "yes" if d["separated"] else "no: a tie on this test set"])
+    return rows
+
+
+def _seconds(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{value / 60:.1f} min" if value >= 120 else f"{value:.1f} s"
+
+
+def _params(n: Any) -> str:
+    return "" if not n else f" ({n / 1e6:.1f} M parameters)"
+
+
+def cost_rows(result: Mapping[str, Any]) -> list[list[str]]:
+    cost = result.get("cost")
+    if not cost:
+        return []
+    calls, tokens = cost["teacher_calls"], cost["teacher_tokens"]
+    rows = [["teacher", f"{cost['teacher']['name']}{_params(cost['teacher']['parameters'])}"],
+            ["student", f"{cost['student']['name']}{_params(cost['student']['parameters'])}"],
+            ["teacher calls paid / answered by the ledger", f"{calls['paid']} / {calls['from_ledger']}"],
+            ["teacher tokens (prompt / completion)", f"{tokens['prompt']} / {tokens['completion']}"],
+            ["teacher time", _seconds(cost["teacher_seconds"])],
+            ["money (at the recipe's prices)", "–" if cost["money"] is None else f"{cost['money']:.4f}"],
+            ["training time (every student)", _seconds(cost.get("training_seconds"))],
+            ["total wall time (all stages)", _seconds(cost["total_seconds"])]]
+    rows += [[f"  stage {name}", _seconds(sec)] for name, sec in cost["stage_seconds"].items()]
     return rows
 
 
 def fact_rows(result: Mapping[str, Any]) -> list[list[str]]:
     rows = [["test examples (gold)", str(result["test_examples"])]]
+    rows += [[f"{split} texts", str(n)] for split, n in (result.get("data") or {}).items()]
     if "agreement" in result:
         rows.append(["teacher–student agreement", _fmt(result["agreement"])])
     kept = result.get("kept") or {}
     for key in ("accuracy", "macro_f1"):
         if kept.get(key) is not None:
             rows.append([f"share of the teacher's {key.replace('_', '-')} kept", _fmt(kept[key])])
+    calib = result.get("calibration") or {}
+    if calib.get("temperature") is not None:
+        rows.append(["student calibration error on test: raw / temperature-scaled",
+                     f"{calib['ece_before']:.3f} / {calib['ece_after']:.3f} (T = {calib['temperature']:.2f}, "
+                     f"fitted on {calib['dev_texts']} gold dev texts)"])
     speed = result.get("speed")
     if speed:
         for who in ("teacher", "student"):
-            rows.append([f"{who} throughput / latency",
-                         f"{speed[who]['throughput']:.1f} ex/s / {speed[who]['latency_ms']:.1f} ms"])
+            rows.append([f"{who} throughput (batched) / latency (one text)",
+                         f"{speed[who]['throughput']:.1f} texts/s / {speed[who]['latency_ms']:.1f} ms"])
         rows.append(["student speed-up (throughput)", times(speed["speedup_throughput"])])
     for key, value in (result.get("training") or {}).items():
         rows.append([key.replace("_", " "), str(value)])
     return rows
 
 
+def error_rows(result: Mapping[str, Any]) -> list[list[str]]:
+    return [[e["text"], e["gold"], f"{e['student']} ({e['student_confidence']:.0%})", e["teacher"] or "–"]
+            for e in result.get("error_examples") or []]
+
+
 def build(run: Run) -> Report:
     """The report of a classification run, from its ``metrics.json``."""
     path = run.artifacts / tables.METRICS
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run the evaluate stage before the report")
+        raise NotFound(f"{path} is missing: run the evaluate stage before the report")
     result = run.read_json(tables.METRICS)
-    blocks: list[Table | Figure] = [
-        Table(["model", "accuracy", "macro-F1", "ECE"], score_rows(result), "Quality on gold test data"),
-        Table(["fact", "value"], fact_rows(result)),
+    blocks: list[Table | Figure | Notes] = [
+        Table(["model", "accuracy", "95 % interval", "macro-F1", "ECE"], score_rows(result),
+              "Quality on gold test data"),
     ]
+    if result.get("differences"):
+        blocks.append(Table(["comparison", "accuracy difference", "95 % interval (points)", "separated?"],
+                            difference_rows(result), "How sure: the student against each baseline"))
+    if result.get("advice"):
+        blocks.append(Notes("What to do next", list(result["advice"])))
+    if result.get("cost"):
+        blocks.append(Table(["what", "value"], cost_rows(result), "What it cost"))
+    blocks.append(Table(["fact", "value"], fact_rows(result), "Facts"))
+    if result.get("error_examples"):
+        blocks.append(Table(["text", "gold", "student (confidence)", "teacher"], error_rows(result),
+                            "The student's most confident errors"))
     for key, (caption, draw) in PLOTS.items():
         png = draw(result)
         if png is not None:

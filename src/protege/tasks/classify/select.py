@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal, Optional
 import numpy as np
 from pydantic import Field
 
+from protege.core.errors import UserError
 from protege.core import console
 from protege.core.section import Section
 from protege.tasks.classify import tables
@@ -55,14 +56,14 @@ class SelectConfig(Section):
 def _student_probs(ctx: "StageContext", cfg: SelectConfig, ids: list[str]) -> np.ndarray:
     table = ctx.run.records.read(cfg.student_table)
     if not len(table) or "student_probs" not in table.columns:
-        raise ValueError(
+        raise UserError(
             f"select.strategy llkd needs a first-round student's probabilities in table "
             f"{cfg.student_table!r} (columns id, student_probs); the run has {ctx.run.records.tables()}"
         )
     by_id = dict(zip(table["id"], table["student_probs"]))
     missing = [i for i in ids if i not in by_id]
     if missing:
-        raise ValueError(f"table {cfg.student_table!r} lacks student_probs for {len(missing)} pool ids "
+        raise UserError(f"table {cfg.student_table!r} lacks student_probs for {len(missing)} pool ids "
                          f"(e.g. {missing[:3]}); predict on the whole pool before selecting")
     return np.stack([np.asarray(by_id[i], dtype=np.float64) for i in ids])
 
@@ -73,7 +74,7 @@ def _prior(ctx: "StageContext", cfg: SelectConfig) -> Optional[np.ndarray]:
 
     seed = gold_seed(ctx.run, len(ctx.require_task().labels))
     if not len(seed):
-        raise ValueError("select.class_prior: seed takes the label shares of the gold seed, but the run has no "
+        raise UserError("select.class_prior: seed takes the label shares of the gold seed, but the run has no "
                          "gold seed; set data.seed_size (e.g. 100) or use class_prior: uniform")
     return np.bincount(seed.labels, minlength=seed.num_labels) / len(seed)
 
@@ -83,11 +84,11 @@ def run(ctx: "StageContext") -> dict:
     task = ctx.require_task()
     annotated = ctx.run.records.read(tables.ANNOTATED)
     if not len(annotated) or "teacher_probs" not in annotated.columns:
-        raise ValueError("select needs the teacher's labels: run stage annotate first (no 'annotated' table)")
+        raise UserError("select needs the teacher's labels: run stage annotate first (no 'annotated' table)")
     pool = annotated[annotated["split"] == tables.POOL]
     pool = pool[pool["teacher_confidence"] >= cfg.min_confidence].reset_index(drop=True)
     if not len(pool):
-        raise ValueError(
+        raise UserError(
             f"select: no pool text has teacher confidence >= {cfg.min_confidence}; lower min_confidence"
         )
     confidence = pool["teacher_confidence"].to_numpy(dtype=np.float64)

@@ -21,7 +21,7 @@ from pydantic import Field
 from torch import Tensor
 
 from protege.losses import classification_kd
-from protege.core.section import Section
+from protege.core.section import PATH, Section
 from protege.core.run import Run
 from protege.train.loop import EarlyStopping, LoopConfig, TrainResult
 from protege.train.loop import train as train_loop
@@ -42,7 +42,8 @@ def _default_loop() -> LoopConfig:
 class ClassifierTrainConfig(Section):
     """How the student classifier is trained."""
 
-    student: str = Field("minilm-l6", description="Encoder to fine-tune: embedded name, local folder or hub id.")
+    student: str = Field("minilm-l6", description="Encoder to fine-tune: embedded name, local folder or hub id.",
+                         json_schema_extra=PATH)
     targets: Literal["soft", "hard"] = Field(
         "soft", description="soft: the teacher's label distribution (KD loss); hard: its top label (cross-entropy)."
     )

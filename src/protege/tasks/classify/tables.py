@@ -29,6 +29,7 @@ STUDENTS = "students"  # the folder of the comparison students
 TRAINED = "train.json"
 AUGMENT_SUMMARY = "augment.json"
 METRICS = "metrics.json"
+MODEL_CARD = "model_card"
 REPORT = "report"
 
 _TEXT = ("id", "text", "split", "gold_label", "gold_index")
@@ -55,6 +56,7 @@ OUTPUTS = (
            ("id", "text", "parent_id", "round", "teacher_probs")),
     Output(AUGMENT_SUMMARY, "artifact", "augmentation rounds and their dev scores", path=AUGMENT_SUMMARY),
     Output(METRICS, "artifact", "teacher, student and baselines on gold test data", path=METRICS),
+    Output(MODEL_CARD, "artifact", "the student's model card (README.md in its folder)", path=f"{STUDENT}/README.md"),
     Output(REPORT, "artifact", "report.html, report.md and its plots", path="report*"),
 )
 FIRST_STUDENT_LOGS, TRAIN_LOGS, AUGMENT_LOGS = "first_student_logs", "train_logs", "augment_logs"

@@ -13,6 +13,7 @@ from typing import Literal, Sequence
 
 from pydantic import Field, model_validator
 
+from protege.core.errors import UserError
 from protege.models.base import Prompt
 from protege.core.section import Section, check_template
 
@@ -161,7 +162,7 @@ def label_indices(task: ClassificationTask, values: Sequence[object], *, where: 
         out.append(index)
     if unknown:
         listed = ", ".join(f"{v} ({n}x)" for v, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:10])
-        raise ValueError(
+        raise UserError(
             f"{where}: gold labels not in task.labels {task.labels}: {listed}. Add them to task.labels, or "
             f"map the column's values onto the labels (integers are read as positions in task.labels)."
         )

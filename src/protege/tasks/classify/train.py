@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from protege.core.errors import UserError
 from protege.core import console
 from protege.core.run import Run
 from protege.tasks.classify import inputs
@@ -31,7 +32,8 @@ def training_examples(run: Run, config: ClassifierTrainConfig, labels: list[str]
         return teacher, len(teacher)
     seed = inputs.gold_seed(run, len(labels))
     if not len(seed):
-        console.warn("train.use_gold is set but the run has no gold seed (data.seed_size); training on teacher labels only")
+        console.warn("train.use_gold is set but the run has no gold seed (data.seed_size); training on teacher labels only",
+                     code="no_gold_seed")
     repeated = seed.subset(np.tile(np.arange(len(seed)), config.gold_repeats)) if len(seed) else seed
     return teacher + repeated, len(teacher)
 
@@ -45,11 +47,13 @@ def train_and_save(ctx: "StageContext", name: str, examples: Examples, folder: t
     fitted = fit(cfg, examples, dev_texts, dev_labels, labels, run=ctx.run, name=name, seed=ctx.seed)
     target = ctx.run.artifact(*folder)
     entry = {"path": str(target.relative_to(ctx.run.artifacts)), "examples": len(examples), **info,
+             "base_model": cfg.student,
              "steps": fitted.result.steps, "best_dev_accuracy": fitted.result.best,
              "stopped_early": fitted.result.stopped_early, "seconds": round(fitted.result.seconds, 1)}
     save_student(fitted.model, fitted.tokenizer, target, labels=labels, info={**entry, "max_length": cfg.max_length})
-    console.info(f"train: {name}: {len(examples)} examples, {fitted.result.steps} steps, dev agreement with the "
-                 f"teacher {fitted.result.best if fitted.result.best is not None else float('nan'):.1%}")
+    agreement = (f", dev agreement with the teacher {fitted.result.best:.1%}" if fitted.result.best is not None
+                 else "")
+    console.info(f"train: {name}: {len(examples)} examples, {fitted.result.steps} steps{agreement}")
     return entry
 
 
@@ -69,7 +73,7 @@ def run(ctx: "StageContext") -> dict[str, Any]:
     cfg: ClassifierTrainConfig = ctx.config
     task = ctx.require_task()
     if task is None:
-        raise ValueError("stage 'train' needs a 'task:' section: the labels the student predicts")
+        raise UserError("stage 'train' needs a 'task:' section: the labels the student predicts")
     labels = task.labels
     examples, n_teacher = training_examples(ctx.run, cfg, labels)
     gold_rows = len(examples) - n_teacher
@@ -82,7 +86,8 @@ def run(ctx: "StageContext") -> dict[str, Any]:
                                                  {"teacher_labelled": 0, "gold": len(seed)},
                                                  same_steps(cfg, len(examples), len(seed)))
         else:
-            console.warn("train.gold_seed_baseline: the run has no gold seed (data.seed_size: 0); no baseline trained")
+            console.warn("train.gold_seed_baseline: the run has no gold seed (data.seed_size: 0); no baseline trained",
+                         code="no_gold_seed_baseline")
     teacher_part = examples.subset(range(n_teacher))
     gold_part = examples.subset(range(n_teacher, len(examples)))
     order = np.random.default_rng(ctx.seed).permutation(n_teacher)

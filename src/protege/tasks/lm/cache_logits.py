@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from pydantic import Field
 
+from protege.core.errors import UserError
 from protege.core.section import Section
 from protege.tasks.lm import tables
 from protege.losses.teachers import TopKTeacher, topk_from_logits
@@ -84,7 +85,7 @@ def run(ctx: "StageContext") -> dict:
     model, tokenizer = ctx.teacher_weights()
     responses = ctx.run.records.read(tables.RESPONSES)
     if responses.empty:
-        raise ValueError("cache_logits needs teacher responses: add a 'respond' stage before it")
+        raise UserError("cache_logits needs teacher responses: add a 'respond' stage before it")
     responses = responses[responses["split"].isin(cfg.splits)]
     stamp = CacheStamp.make(ctx.teacher.model_id, tokenizer, vocab_size=model.get_output_embeddings().weight.shape[0],
                             temperature=cfg.temperature, k=cfg.k)

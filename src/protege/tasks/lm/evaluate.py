@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from pydantic import Field
 
+from protege.core.errors import UserError
 from protege.core import console
 from protege.core.section import Section
 from protege.tasks.lm import tables
@@ -68,12 +69,12 @@ def evaluate(ctx: "StageContext") -> dict[str, Any]:
     cfg: EvaluateLMConfig = ctx.config
     students = trained_students(ctx.run)
     if not students:
-        raise ValueError("evaluate_lm needs trained students: add a 'train_lm' stage before it")
+        raise UserError("evaluate_lm needs trained students: add a 'train_lm' stage before it")
     teacher, teacher_tok = ctx.teacher_weights("float32")
     responses = ctx.run.records.read(tables.RESPONSES)
     held = responses[responses["split"] == cfg.split].head(cfg.max_examples) if not responses.empty else responses
     if held.empty:
-        raise ValueError(f"no teacher response in split {cfg.split!r} to score against: answer that split in the "
+        raise UserError(f"no teacher response in split {cfg.split!r} to score against: answer that split in the "
                          f"respond stage (respond.splits: [train, {cfg.split}])")
     prompts = ctx.run.records.read(tables.PROMPTS)
     prompts = prompts[prompts["split"] == cfg.split]["prompt"].astype(str).tolist()[: cfg.generate_examples]
@@ -81,7 +82,7 @@ def evaluate(ctx: "StageContext") -> dict[str, Any]:
     golds = [gold.get(p) for p in prompts] if gold else None
     if golds is not None and any(g is None for g in golds):
         console.warn(f"{sum(g is None for g in golds)} held-out prompts have no gold answer in {cfg.answers}; "
-                     "task accuracy is left out")
+                     "task accuracy is left out", code="no_gold_answers")
         golds = None
 
     def judge(model: Any, tokenizer: Any, with_teacher: bool) -> dict[str, Any]:

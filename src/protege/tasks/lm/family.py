@@ -21,7 +21,7 @@ FAMILY = Family(
               writes=(t.PROMPTS,)),
         Stage("respond", respond.RespondConfig, respond.run,
               "The teacher answers the prompts: the data of sequence-level KD.",
-              reads=(t.PROMPTS,), writes=(t.RESPONSES,), teacher=True),
+              reads=(t.PROMPTS,), writes=(t.RESPONSES, t.MESSAGES), teacher=True),
         Stage("cache_logits", cache_logits.CacheLogitsConfig, cache_logits.run,
               "Store the teacher's top-k log-probabilities over the responses, for logit KD without it.",
               reads=(t.RESPONSES,), writes=(t.LOGIT_CACHE,), teacher=True),

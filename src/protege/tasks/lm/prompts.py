@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Optional
 
 from pydantic import Field, model_validator
 
+from protege.core.errors import UserError
 from protege.models.base import Prompt
-from protege.core.section import Section
+from protege.core.section import PATH, Section
 from protege.tasks.lm import tables
 from protege.core.records import record_id
 
@@ -26,7 +27,8 @@ class PromptsConfig(Section):
 
     source: Optional[str] = Field(
         None, description="A packaged dataset, a .csv/.tsv/.jsonl/.json/.parquet file, or hf:<hub id or folder>; "
-        "its train split becomes the prompts (a test split, if any, is kept as split 'test')."
+        "its train split becomes the prompts (a test split, if any, is kept as split 'test').",
+        json_schema_extra=PATH,
     )
     text_column: str = Field("prompt", description="Column of the source holding the prompt text ('question' for GSM8K).")
     texts: list[str] = Field(default_factory=list, description="Prompts written inline, instead of a source.")
@@ -38,7 +40,7 @@ class PromptsConfig(Section):
     @model_validator(mode="after")
     def _one_source(self) -> "PromptsConfig":
         if (self.source is None) == (not self.texts):
-            raise ValueError("give exactly one prompt source: 'source' (a dataset or file) or 'texts' (a list)")
+            raise UserError("give exactly one prompt source: 'source' (a dataset or file) or 'texts' (a list)")
         return self
 
 
@@ -79,7 +81,7 @@ def build_prompts(cfg: PromptsConfig) -> list[dict]:
 def run(ctx: "StageContext") -> dict:
     rows = build_prompts(ctx.config)
     if not rows:
-        raise ValueError("the prompt source is empty: there is nothing for the teacher to answer")
+        raise UserError("the prompt source is empty: there is nothing for the teacher to answer")
     ctx.run.records.replace(tables.PROMPTS, rows, stage=ctx.name)
     counts = {split: sum(r["split"] == split for r in rows) for split in sorted({r["split"] for r in rows})}
     return {"prompts": len(rows), **counts}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from protege.core.errors import NotFound
 from protege.core.run import Run
 from protege.evaluate.report import Report, Table
 from protege.evaluate.report import write_report as write
@@ -39,7 +40,7 @@ def build(run: Run) -> Report:
     """The report of a language-model run, from its ``lm_metrics.json``."""
     path = run.artifacts / tables.METRICS
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run the evaluate_lm stage before the report")
+        raise NotFound(f"{path} is missing: run the evaluate_lm stage before the report")
     result = run.read_json(tables.METRICS)
     header, rows = report_tables(result)
     facts = [["held-out split", str(result["split"])], ["teacher answers scored", str(result["examples_scored"])],

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Optional
 
 from pydantic import Field, model_validator
 
+from protege.core.errors import UserError
 from protege.core import console
 from protege.models.base import SamplingParams
 from protege.core.section import Section
@@ -19,6 +20,9 @@ from protege.tasks.lm import tables
 from protege.tasks.lm.prompts import chat_prompt
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from protege.core.run import Run
     from protege.stage import StageContext
 
 CARRIED = ("prompt", "split", "source")  # prompt columns every response row repeats
@@ -58,10 +62,10 @@ def run(ctx: "StageContext") -> dict:
     cfg: RespondConfig = ctx.config
     prompts = ctx.run.records.read(tables.PROMPTS)
     if prompts.empty:
-        raise ValueError("respond needs prompts: add a 'prompts' section to the recipe (a file or inline texts)")
+        raise UserError("respond needs prompts: add a 'prompts' section to the recipe (a file or inline texts)")
     prompts = prompts[prompts["split"].isin(cfg.splits)]
     if prompts.empty:
-        raise ValueError(f"no prompt is in the splits {cfg.splits}; the prompts table has splits "
+        raise UserError(f"no prompt is in the splits {cfg.splits}; the prompts table has splits "
                          f"{sorted(ctx.run.records.read(tables.PROMPTS)['split'].unique())}")
     params = sampling_params(cfg, ctx.seed)
     teacher = ctx.teacher
@@ -95,7 +99,23 @@ def run(ctx: "StageContext") -> dict:
             # A prompt whose answers were all dropped is asked again on resume; the ledger answers it for free.
             written += ctx.run.records.append(tables.RESPONSES, rows, stage=ctx.name)
             advance(len(chunk))
+    write_messages(ctx.run, ctx.run.records.read(tables.RESPONSES))
     return {
         "prompts": len(prompts), "answered_now": len(todo), "responses_written": written,
         "dropped_truncated": dropped, "teacher_calls": teacher.stats.misses, "ledger_hits": teacher.stats.hits,
     }
+
+
+def write_messages(run: "Run", responses: "pd.DataFrame") -> int:
+    """``artifacts/responses.messages.jsonl``: one ``{"messages": [user, assistant], "split": ...}`` per answer,
+    the chat format TRL's SFT trainer and LLaMA-Factory read."""
+    import json
+
+    lines = [json.dumps({"messages": [*chat_prompt(row["prompt"]), {"role": "assistant", "content": row["response"]}],
+                         "split": row["split"]}, ensure_ascii=False)
+             for row in responses.to_dict("records")]
+    target = run.artifact(tables.MESSAGES)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    tmp.replace(target)
+    return len(lines)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from pydantic import Field, model_validator
 
+from protege.core.errors import UserError
 from protege.core import console
 from protege.core.section import Section
 from protege.tasks.lm import tables
@@ -98,10 +99,10 @@ def train_variant(ctx: "StageContext", name: str, teacher: Optional[tuple[Any, A
     student, tokenizer = load_student(cfg.student, ctx.teacher_model)
     responses = ctx.run.records.read(tables.RESPONSES)
     if responses.empty:
-        raise ValueError("train_lm needs the teacher's answers: add 'prompts' and 'respond' stages before it")
+        raise UserError("train_lm needs the teacher's answers: add 'prompts' and 'respond' stages before it")
     train_rows = responses[responses["split"].isin(cfg.splits)]
     if train_rows.empty:
-        raise ValueError(f"no response is in the splits {cfg.splits}; the responses table has splits "
+        raise UserError(f"no response is in the splits {cfg.splits}; the responses table has splits "
                          f"{sorted(responses['split'].unique())}")
     if name != "sft" and teacher is not None:
         check_token_kd(teacher[1], tokenizer, teacher_logit_width=_vocab(teacher[0]), student_logit_width=_vocab(student))

@@ -1,0 +1,44 @@
+"""What a run cost, read from its ledger: teacher calls paid for and answered from the ledger, tokens, teacher
+time, money (when the recipe gives prices) and wall time per stage.
+
+Any family's evaluation calls :func:`run_costs` before writing its metrics; the numbers come from the run
+directory alone (the ledger's calls and each finished stage's summary), so they survive re-runs: a stage that
+was skipped still counts the calls it paid for when it ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protege.core.run import Run
+
+
+def parameters(model: Any) -> int | None:
+    """Parameter count of a torch model, or None for something that is not one (a server's teacher)."""
+    try:
+        return int(sum(p.numel() for p in model.parameters()))
+    except (AttributeError, TypeError):
+        return None
+
+
+def run_costs(run: Run, *, running: str | None = None, running_seconds: float = 0.0) -> dict[str, Any]:
+    """Teacher calls, tokens, time and money of the run so far.
+
+    ``running``: the stage calling this (not yet marked done), whose ``running_seconds`` are added to the wall
+    time. ``teacher_requests`` per stage are the pipeline's count of requests sent and found in the ledger.
+    """
+    totals = run.ledger.totals()
+    stages = {s["name"]: s for s in run.ledger.stages() if s["status"] == "done" and s["name"] != running}
+    sent = sum((s["summary"].get("teacher_requests") or {}).get("sent", 0) for s in stages.values())
+    cached = sum((s["summary"].get("teacher_requests") or {}).get("from_ledger", 0) for s in stages.values())
+    seconds = {name: s["summary"].get("seconds") or 0.0 for name, s in stages.items()}
+    if running is not None:
+        seconds[running] = round(running_seconds, 2)
+    return {
+        "teacher_calls": {"paid": sent, "from_ledger": cached, "in_ledger": totals.calls},
+        "teacher_tokens": {"prompt": totals.prompt_tokens, "completion": totals.completion_tokens},
+        "teacher_seconds": round(totals.latency_s, 2),
+        "money": round(totals.cost, 6) if totals.cost > 0 else None,
+        "stage_seconds": seconds,
+        "total_seconds": round(sum(seconds.values()), 2),
+    }
