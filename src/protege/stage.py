@@ -87,6 +87,8 @@ class Family:
     task: Optional[type["Section"]]
     stages: tuple[Stage, ...]
     outputs: tuple[Output, ...]
+    # Checks across sections, run when a recipe is read (before anything runs): raise ValueError naming the keys.
+    check: Optional[Callable[[Any], None]] = None
 
     def __post_init__(self) -> None:
         known = {o.name for o in self.outputs}

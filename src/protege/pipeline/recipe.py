@@ -129,6 +129,11 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
         recipe = model.model_validate({**data, "family": fam.name})
     except ValidationError as err:
         raise RecipeError(format_errors(err, source, model)) from None
+    if fam.check is not None:
+        try:
+            fam.check(recipe)
+        except ValueError as err:
+            raise RecipeError(f"{source}: {err}") from None
     if base_dir is not None and not recipe.run_dir.is_absolute():
         recipe.run_dir = (base_dir / recipe.run_dir).resolve()
     return recipe
