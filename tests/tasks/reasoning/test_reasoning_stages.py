@@ -153,3 +153,15 @@ def _never_mixed(teacher):
             gens = super().generate(prompts, params)
             return [[g[0]] * len(g) for g in gens]  # every sample of a problem like its first: all right or all wrong
     return Fixed(teacher.model, teacher.tokenizer, model_id=teacher.model_id)
+
+
+def test_ready_student_is_fine_tuned_without_the_teachers_weights(tmp_path, teacher):
+    from tiny import save_tiny_causal_lm
+
+    folder = save_tiny_causal_lm(tmp_path / "ready", layers=2)
+    run = run_recipe(recipe(tmp_path, prepare_teacher=None, student={"model": str(folder), "loop": LOOP},
+                            estimate={"k": 2, "sampling": {"max_new_tokens": 4}}, allocate=None, selftrain=None,
+                            evaluate={"max_new_tokens": 4, "teacher": False}), teacher=teacher)
+    summary = json.loads((run.artifacts / "student.json").read_text())
+    assert summary["objective"] == "SFT" and summary["layers"] == [0, 1] and summary["steps"] == 2
+    assert not (run.artifacts / "teacher").exists()
