@@ -80,6 +80,16 @@ def test_every_stage_runs_and_a_rerun_pays_nothing(tmp_path, teacher):
     hard = stats["dast_level"].isin(["hard", "unsolved"])
     assert alloc["arms"]["dast"]["teacher_calls"] > 0 and hard.any()
     arms = run.records.read("arms")
+    from protege.tasks.reasoning.budget import arm_samples
+
+    for name in ("uniform", "hs_star", "dast"):  # an arm trains on exactly the samples it was allocated
+        mine = arm_samples(run, name)
+        assert len(mine) == 5 * 12
+        per_problem = arms[arms["arm"] == name].set_index("problem_id")["count"]
+        counts = {pid: sum(r["problem_id"] == pid for r in mine) for pid in per_problem.index}
+        assert counts == per_problem.to_dict()
+    pool = run.records.read("allocated_samples")  # the pool is the hungriest arm per problem, not the sum
+    assert len(pool) == sum(arms.groupby(["problem_id", "better"])["count"].max() - 3)
     assert set(arms[(arms["arm"] == "dast") & (arms["better"] == "teacher")]["problem_id"]) <= set(stats.index[hard])
     trained = json.loads((a / "selftrain.json").read_text())
     assert set(trained) == {f"{arm}-{m}" for arm in ("uniform", "hs_star", "dast") for m in ("star", "dpo")}
