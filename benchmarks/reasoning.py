@@ -1,7 +1,7 @@
 """The reasoning family's benchmark: where the healed student's boundary is, then equal-budget allocation.
 
     python benchmarks/reasoning.py grid --run runs/reasoning-quickstart          # the boundary grid
-    python benchmarks/reasoning.py compare --terms 2 --digits 2                    # uniform vs HS-STaR vs DAST
+    python benchmarks/reasoning.py compare --terms 3 --digits 1                    # uniform vs HS-STaR vs DAST
     python benchmarks/reasoning.py grid --quick                                    # tiny random llama, seconds
 
 **Grid.** The healed student of a finished run (its ``artifacts/student``) samples k responses to each of
@@ -75,9 +75,16 @@ def choose(cells: list[dict]) -> dict:
     return {"terms": best["terms"], "digits": best["digits"], "rule": "no cell in [0.25, 0.6]: pass rate nearest 0.4"}
 
 
-def compare(recipe_path: Path, terms: int, digits: int, run_dir: Path) -> dict:
+def compare(recipe_path: Path, terms: int, digits: int, run_dir: Path, start_from: Path | None) -> dict:
+    import shutil
+
     from protege.pipeline.recipe import load_recipe
     from protege.pipeline.runner import run_recipe
+
+    if start_from is not None and not run_dir.exists():
+        # A finished run with the same problems, teacher, student and estimate sections: the pipeline's
+        # signatures then skip those stages and only allocate, selftrain and evaluate run.
+        shutil.copytree(start_from, run_dir)
 
     recipe = load_recipe(recipe_path, {"task.knobs.terms": terms, "task.knobs.digits": digits,
                                        "run_dir": str(run_dir)})
@@ -122,6 +129,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--recipe", type=Path, default=ROOT / "recipes" / "reasoning-allocation.yaml")
     parser.add_argument("--compare-run", type=Path, default=ROOT / "runs" / "reasoning-allocation")
+    parser.add_argument("--start-from", type=Path, default=None,
+                        help="compare: copy this finished run first (same cell and settings up to estimate)")
     parser.add_argument("--quick", action="store_true", help="grid on a tiny random llama (a smoke test)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -139,7 +148,7 @@ def main() -> None:
         out.update(env=env, student=str(args.run), sampling={"temperature": 1.0, "max_new_tokens": args.max_new_tokens})
         target = results / ("reasoning-grid-quick.json" if args.quick else "reasoning-grid.json")
     else:
-        out = compare(args.recipe, args.terms[0], args.digits[0], args.compare_run)
+        out = compare(args.recipe, args.terms[0], args.digits[0], args.compare_run, args.start_from)
         out.update(env=env, recipe=str(args.recipe.relative_to(ROOT)))
         target = results / "reasoning-allocation.json"
     target.write_text(json.dumps(out, indent=2))

@@ -6,12 +6,11 @@ import json
 
 import pytest
 import torch
+from scripted_reasoner import ScriptedReasoner, fate
+from tiny import build_llama, build_tokenizer
 
 from protege.pipeline.recipe import RecipeError, parse_recipe
 from protege.pipeline.runner import run_recipe
-
-from scripted_reasoner import ScriptedReasoner, fate
-from tiny import build_llama, build_tokenizer
 
 LOOP = {"steps": 2, "micro_batch_size": 4, "lr": 1e-3, "tracker": None, "log_every": 1}
 

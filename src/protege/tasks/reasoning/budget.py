@@ -154,10 +154,11 @@ def _budget(arm: ArmConfig, plan, stats, pool: pd.DataFrame, k: int) -> dict:
     boundary = {s.problem_id for s in stats if s.hs_label == "boundary"}
     tokens = seconds = 0.0
     for s, n, kind in zip(stats, plan.counts, plan.better):
-        mine = pool[(pool["problem_id"] == s.problem_id) & (pool["kind"] == (kind or "own")) & (pool["index"] < n - k)] \
-            if not pool.empty else pool
-        tokens += float(mine["tokens"].sum()) if len(mine) else 0.0
-        seconds += float(mine["seconds"].sum()) if len(mine) else 0.0
+        if pool.empty:
+            continue
+        mine = pool[(pool["problem_id"] == s.problem_id) & (pool["kind"] == (kind or "own")) & (pool["index"] < n - k)]
+        tokens += float(mine["tokens"].sum())
+        seconds += float(mine["seconds"].sum())
     total = sum(plan.counts)
     return {"kind": arm.kind, "samples": total, "extra_samples": total - k * len(stats), "fallback": plan.fallback,
             "per_hs_label": plan.spent["hs_star"], "per_dast_level": plan.spent["dast"],

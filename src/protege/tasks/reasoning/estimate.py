@@ -15,12 +15,20 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Literal, Optional
 
+import pandas as pd
 from pydantic import Field
 
 from protege.core import console
 from protege.core.section import Section
 from protege.tasks.reasoning import tables
-from protege.tasks.reasoning.difficulty import DAST_LEVELS, HS_LABELS, LabelConfig, ProblemStats, estimate, label_noise
+from protege.tasks.reasoning.difficulty import (
+    DAST_LEVELS,
+    HS_LABELS,
+    LabelConfig,
+    ProblemStats,
+    estimate,
+    label_noise,
+)
 from protege.tasks.reasoning.policy import SamplingSettings, draw, policy_id, records
 from protege.tasks.reasoning.task import prompt
 
@@ -49,8 +57,10 @@ def train_problems(run: "Run", limit: Optional[int] = None) -> list[dict]:
 def read_stats(run: "Run") -> list[ProblemStats]:
     frame = run.records.read(tables.STATS)
     fields = ProblemStats.__dataclass_fields__
-    return [ProblemStats(**{k: (None if k == "process" and r[k] != r[k] else r[k]) for k in fields})
-            for r in frame.to_dict("records")]
+    rows = frame.to_dict("records")
+    for r in rows:  # a problem without any process score is stored as NaN
+        r["process"] = None if pd.isna(r["process"]) else r["process"]
+    return [ProblemStats(**{k: r[k] for k in fields}) for r in rows]
 
 
 def noise_statement(k: int) -> str:

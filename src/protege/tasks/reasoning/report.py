@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from protege.core.run import Run
@@ -9,12 +10,16 @@ from protege.evaluate.report import Report, Table
 from protege.tasks.reasoning import tables
 
 
+def _missing(value: Any) -> bool:
+    return value is None or math.isnan(value)
+
+
 def _pct(value: Any) -> str:
-    return "–" if value is None or value != value else f"{value:.1%}"
+    return "–" if _missing(value) else f"{value:.1%}"
 
 
 def _num(value: Any, digits: int = 1) -> str:
-    return "–" if value is None or value != value else f"{value:.{digits}f}"
+    return "–" if _missing(value) else f"{value:.{digits}f}"
 
 
 def model_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:

@@ -28,7 +28,14 @@ from protege.tasks.reasoning import tables
 from protege.tasks.reasoning.budget import arm_samples
 from protege.tasks.reasoning.estimate import train_problems
 from protege.tasks.reasoning.policy import load_model
-from protege.tasks.reasoning.selftrain import DPO, DPOConfig, PairExamples, dpo_pairs, reference_logprobs, star_examples
+from protege.tasks.reasoning.selftrain import (
+    DPO,
+    DPOConfig,
+    PairExamples,
+    dpo_pairs,
+    reference_logprobs,
+    star_examples,
+)
 from protege.tasks.reasoning.task import prompt
 from protege.train.lm_data import LMExamples
 from protege.train.lm_objectives import SFT
