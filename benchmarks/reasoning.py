@@ -2,6 +2,7 @@
 
     python benchmarks/reasoning.py grid --run runs/reasoning-quickstart          # the boundary grid
     python benchmarks/reasoning.py compare --terms 3 --digits 1                    # uniform vs HS-STaR vs DAST
+    python benchmarks/reasoning.py collect --compare-run runs/reasoning-quickstart  # the table of a finished run
     python benchmarks/reasoning.py grid --quick                                    # tiny random llama, seconds
 
 **Grid.** The healed student of a finished run (its ``artifacts/student``) samples k responses to each of
@@ -89,7 +90,15 @@ def compare(recipe_path: Path, terms: int, digits: int, run_dir: Path, start_fro
     recipe = load_recipe(recipe_path, {"task.knobs.terms": terms, "task.knobs.digits": digits,
                                        "run_dir": str(run_dir)})
     began = time.perf_counter()
-    run = run_recipe(recipe)
+    run_recipe(recipe)
+    return {**collect(run_dir), "seconds": round(time.perf_counter() - began, 1)}
+
+
+def collect(run_dir: Path) -> dict:
+    """The allocation table of a finished run (any reasoning recipe with allocate, selftrain and evaluate)."""
+    from protege.core.run import Run
+
+    run = Run.open_existing(run_dir)
     metrics = run.read_json("reasoning_metrics.json")
     alloc = run.read_json("allocate.json")
     trained = metrics["trained"]
@@ -101,7 +110,8 @@ def compare(recipe_path: Path, terms: int, digits: int, run_dir: Path, start_fro
                       **{f"{m}_data": trained.get(f"{name}-{m}", {}).get("examples") for m in ("star", "dpo")},
                       **{f"{m}_accuracy": metrics["models"].get(f"{name}-{m}", {}).get("accuracy")
                          for m in ("star", "dpo")}}
-    return {"cell": {"terms": terms, "digits": digits}, "seconds": round(time.perf_counter() - began, 1),
+    task = run.records.read("problems")["meta"].iloc[0]
+    return {"run": str(run_dir), "cell": json.loads(task), "budget": alloc["budget"], "presamples": alloc["presamples"],
             "estimate": metrics.get("estimate"), "student_accuracy": metrics["models"]["student"]["accuracy"],
             "teacher_accuracy": metrics["models"].get("teacher", {}).get("accuracy"), "arms": arms,
             "comparisons": metrics["comparisons"], "test_problems": metrics["test_problems"],
@@ -118,7 +128,7 @@ def _quick_model():
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["grid", "compare"])
+    parser.add_argument("what", choices=["grid", "compare", "collect"])
     parser.add_argument("--run", type=Path, default=ROOT / "runs" / "reasoning-quickstart",
                         help="grid: a finished run whose artifacts/student is measured")
     parser.add_argument("--terms", type=int, nargs="+", default=[2, 3, 4, 5])
@@ -147,6 +157,10 @@ def main() -> None:
                    args.max_new_tokens, args.batch_size, model)
         out.update(env=env, student=str(args.run), sampling={"temperature": 1.0, "max_new_tokens": args.max_new_tokens})
         target = results / ("reasoning-grid-quick.json" if args.quick else "reasoning-grid.json")
+    elif args.what == "collect":
+        out = collect(args.compare_run)
+        out.update(env=env)
+        target = results / f"reasoning-allocation-{args.compare_run.name}.json"
     else:
         out = compare(args.recipe, args.terms[0], args.digits[0], args.compare_run, args.start_from)
         out.update(env=env, recipe=str(args.recipe.relative_to(ROOT)))
