@@ -113,7 +113,7 @@ def test_every_stage_runs_and_a_rerun_pays_nothing(tmp_path, teacher):
 
 def test_lora_preparation_and_student_policy(tmp_path, teacher):
     run = run_recipe(recipe(tmp_path, prepare_teacher={"loop": {**LOOP, "lora": {"r": 2}}, "max_length": 256},
-                            estimate={"k": 2, "sampling": {"max_new_tokens": 4}},
+                            estimate={"k": 2, "teacher_k": 2, "sampling": {"max_new_tokens": 4}},
                             allocate={"budget": 3}, selftrain=None, evaluate={"max_new_tokens": 4, "teacher": False}),
                      teacher=teacher)
     assert json.loads((run.artifacts / "prepare_teacher.json").read_text())["lora"] is True
@@ -121,6 +121,10 @@ def test_lora_preparation_and_student_policy(tmp_path, teacher):
     student_id = json.loads((run.artifacts / "student.json").read_text())["model_id"]
     assert len(samples) == 24 and set(samples["policy"]) == {student_id}
     assert (samples["tokens"] <= 4).all() and samples["truncated"].any()
+    stats = run.records.read("difficulty")  # the scripted teacher solves fate-0 problems; the random student none
+    problems = run.records.read("problems").set_index("id")
+    fates = [fate(f"Compute {problems.loc[p, 'question'][8:-1]}.") for p in stats["problem_id"]]
+    assert [bool(t) for t in stats["teacher_only"]] == [f != 1 and c == 0 for f, c in zip(fates, stats["correct"])]
     assert json.loads((run.artifacts / "allocate.json").read_text())["arms"]["uniform"]["samples"] == 36
     assert set(json.loads((run.artifacts / "reasoning_metrics.json").read_text())["models"]) == {"student"}
 

@@ -1,7 +1,8 @@
 """The ``estimate`` stage: k samples per training problem from the policy, scored, and each problem's difficulty.
 
 The policy is the student by default; ``policy: teacher`` samples the (prepared) teacher through the ledger
-instead. Every sample is a record (problem, round 0, response, tokens, answer, correct, formatted, truncated,
+instead, and ``teacher_k`` also samples the teacher beside the student to mark the problems the teacher solves
+and the student does not (``teacher_only`` in the ``difficulty`` table). Every sample is a record (problem, round 0, response, tokens, answer, correct, formatted, truncated,
 process score, policy id, seed). Per problem the ``difficulty`` table holds the pass rate with its Wilson
 interval, the mean process score and tokens, and both labelings (:mod:`.difficulty`): HS-STaR's easy /
 boundary / too hard and DAST's easy / medium / hard / unsolved.
@@ -46,6 +47,8 @@ class EstimateConfig(Section):
     limit: Optional[int] = Field(None, ge=1, description="Only the first this many training problems.")
     sampling: SamplingSettings = Field(default_factory=SamplingSettings, description="Temperature, top-p, length.")
     labels: LabelConfig = Field(default_factory=LabelConfig, description="HS-STaR and DAST thresholds.")
+    teacher_k: int = Field(0, ge=0, description="policy student: also sample the teacher this many times per problem "
+                           "(through the ledger) and mark the problems it solves and the student does not.")
 
 
 def train_problems(run: "Run", limit: Optional[int] = None) -> list[dict]:
@@ -60,7 +63,7 @@ def read_stats(run: "Run") -> list[ProblemStats]:
     rows = frame.to_dict("records")
     for r in rows:  # a problem without any process score is stored as NaN
         r["process"] = None if pd.isna(r["process"]) else r["process"]
-    return [ProblemStats(**{k: r[k] for k in fields}) for r in rows]
+    return [ProblemStats(**{k: r[k] for k in fields}) for r in rows]  # extra columns (teacher_only) stay behind
 
 
 def noise_statement(k: int) -> str:
@@ -79,7 +82,17 @@ def run(ctx: "StageContext") -> dict:
     samples = records(task, problems, draws, round=0, kind="own", policy=who, seed=ctx.seed)
     ctx.run.records.replace(tables.SAMPLES, samples, stage="estimate")
     stats = estimate(samples, cfg.labels)
-    ctx.run.records.replace(tables.STATS, [{"id": s.problem_id, **asdict(s)} for s in stats], stage="estimate")
+    rows = [{"id": s.problem_id, **asdict(s)} for s in stats]
+    if cfg.teacher_k and cfg.policy == "student":
+        drawn = draw(ctx, "teacher", [prompt(task, p["question"]) for p in problems], cfg.teacher_k, cfg.sampling,
+                     ctx.seed)
+        by_teacher = records(task, problems, drawn, round=0, kind="teacher", policy=ctx.teacher.model_id,
+                             seed=ctx.seed)
+        solved = {t.problem_id: t.pass_rate for t in estimate(by_teacher, cfg.labels)}
+        for row in rows:
+            row["teacher_pass_rate"] = solved[row["problem_id"]]
+            row["teacher_only"] = row["teacher_pass_rate"] > 0 and row["correct"] == 0
+    ctx.run.records.replace(tables.STATS, rows, stage="estimate")
     summary = {
         "policy": who, "k": cfg.k, "problems": len(stats), "samples": len(samples),
         "pass_rate": sum(s.pass_rate for s in stats) / len(stats),
@@ -90,6 +103,9 @@ def run(ctx: "StageContext") -> dict:
         "label_noise": {f"{p:.1f}": label_noise(p, cfg.k) for p in (0.1, 0.3, 0.5, 0.7, 0.9)},
         "noise_statement": noise_statement(cfg.k),
     }
+    if "teacher_only" in rows[0]:
+        summary["teacher_only"] = sum(r["teacher_only"] for r in rows)
+        summary["teacher_pass_rate"] = sum(r["teacher_pass_rate"] for r in rows) / len(rows)
     ctx.run.write_json(tables.ESTIMATE_SUMMARY, summary)
     console.info(f"estimate: pass rate {summary['pass_rate']:.1%} over {len(stats)} problems × {cfg.k}; HS-STaR "
                  f"{summary['hs_star']}; {summary['noise_statement']}")
