@@ -64,8 +64,11 @@ def draw(ctx: "StageContext", policy: str, prompts: Sequence[str], k: int, sampl
     if policy == "teacher":
         params = SamplingParams(max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
                                 top_p=sampling.top_p, n=k, seed=seed)
+        # As chat messages, the way the student sees them and the teacher was prepared (train.lm_data.render):
+        # a raw string would reach an hf teacher without its chat template.
+        chats = [[{"role": "user", "content": p}] for p in prompts]
         return [[Draw(g.text, g.completion_tokens, g.finish_reason == "length") for g in gens]
-                for gens in ctx.teacher.generate(list(prompts), params)]
+                for gens in ctx.teacher.generate(chats, params)]
     lm, tokenizer = model or load_model(ctx.run.artifacts / tables.STUDENT, "the student")
     out = sample_responses(lm, tokenizer, prompts, k=k, temperature=sampling.temperature, top_p=sampling.top_p,
                            max_new_tokens=sampling.max_new_tokens, seed=seed, batch_size=sampling.batch_size)
