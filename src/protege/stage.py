@@ -101,6 +101,8 @@ class Family:
     stages: tuple[Stage, ...]
     outputs: tuple[Output, ...]
     student: Optional[Callable[["Run"], Any]] = None  # loads the run's trained student (predict, predict_proba)
+    # Checks across sections, run when a recipe is read (before anything runs): raise ValueError naming the keys.
+    check: Optional[Callable[[Any], None]] = None
 
     def __post_init__(self) -> None:
         known = {o.name for o in self.outputs}

@@ -73,4 +73,4 @@ def test_every_packaged_recipe_validates_and_says_what_it_does():
 
     for path in RECIPES.glob("*.yaml"):
         recipe = load_recipe(path)
-        assert recipe.description and recipe.family in ("classification", "lm"), path
+        assert recipe.description and recipe.family in ("classification", "lm", "reasoning"), path

@@ -181,7 +181,7 @@ def test_config_needs_a_length():
 def test_a_lora_student_is_saved_merged_and_reloads_identically(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from protege.tasks.lm.train import save_student
+    from protege.train.student import save_causal_lm
     from tiny import build_tokenizer
 
     data = random_examples(8)
@@ -189,7 +189,7 @@ def test_a_lora_student_is_saved_merged_and_reloads_identically(tmp_path):
     batch = data.batch([0, 1])
     with torch.no_grad():
         expected = result.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    save_student(result.model, build_tokenizer(), tmp_path / "student")
+    save_causal_lm(result.model, build_tokenizer(), tmp_path / "student")
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "student").eval()
     assert not any("lora" in name for name in reloaded.state_dict())
     with torch.no_grad():

@@ -5,8 +5,9 @@ from __future__ import annotations
 from protege.stage import Family
 from protege.tasks.classify.family import FAMILY as CLASSIFICATION
 from protege.tasks.lm.family import FAMILY as LM
+from protege.tasks.reasoning.family import FAMILY as REASONING
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (CLASSIFICATION, LM)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (CLASSIFICATION, LM, REASONING)}
 
 
 def family(name: str) -> Family:

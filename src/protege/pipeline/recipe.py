@@ -146,6 +146,11 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
     resolve_paths(recipe, (base_dir or Path.cwd()).resolve())
     if recipe.run_dir is None:
         recipe.run_dir = (Path.cwd() / "runs" / recipe.name).resolve()
+    if fam.check is not None:
+        try:
+            fam.check(recipe)
+        except ValueError as err:
+            raise RecipeError(f"{source}: {err}") from None
     return recipe
 
 

@@ -7,6 +7,9 @@ starts from a model that already speaks the language.
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import torch
@@ -57,3 +60,16 @@ def load_student(config: StudentConfig, teacher_model: Optional[str] = None) -> 
     else:
         raise UserError("student: give model (a name, folder or hub id) or prune_teacher")
     return model.train(), tokenizer
+
+
+def save_causal_lm(model: Any, tokenizer: Any, target: "os.PathLike[str]") -> None:
+    """A plain transformers folder (LoRA merged in), written beside and renamed into place."""
+    target = Path(target)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)

@@ -12,8 +12,6 @@ an interrupted one resumes from its last checkpoint.
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from pydantic import Field, model_validator
@@ -32,7 +30,7 @@ from protege.train.lm_objectives import SFT, CachedKD, LogitKD
 from protege.train.loop import train
 from protege.train.preflight import check_token_kd
 from protege.train.rollouts import OnPolicySource
-from protege.train.student import load_student
+from protege.train.student import load_student, save_causal_lm
 
 if TYPE_CHECKING:
     from protege.stage import StageContext
@@ -79,21 +77,6 @@ def _pairs(frame) -> tuple[list[str], list[str]]:
     return frame["prompt"].astype(str).tolist(), frame["response"].astype(str).tolist()
 
 
-def save_student(model: Any, tokenizer: Any, target: "os.PathLike[str]") -> None:
-    """A plain transformers folder (LoRA merged in), written beside and renamed into place."""
-    from pathlib import Path
-
-    target = Path(target)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-
-
 def train_variant(ctx: "StageContext", name: str, teacher: Optional[tuple[Any, Any]]) -> dict:
     cfg: TrainLMConfig = ctx.config
     student, tokenizer = load_student(cfg.student, ctx.teacher_model)
@@ -134,7 +117,7 @@ def train_variant(ctx: "StageContext", name: str, teacher: Optional[tuple[Any, A
                  f"{'steps' if cfg.loop.steps else 'epochs'}")
     result = train(student, objective, source, cfg.loop, run=ctx.run, evaluate=evaluate, name=name)
     target = ctx.run.artifact(tables.STUDENTS, name)
-    save_student(result.model, tokenizer, target)
+    save_causal_lm(result.model, tokenizer, target)
     return {"path": str(target), "steps": result.steps, "seconds": round(result.seconds, 1),
             "seconds_per_step": result.metrics.get("seconds_per_step"), "final_loss": result.metrics.get("loss"),
             "stopped_early": result.stopped_early, "evaluations": result.evaluations}
