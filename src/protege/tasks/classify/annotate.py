@@ -31,7 +31,6 @@ from protege.core.records import record_id
 from protege.models import calibration as cal
 from protege.tasks.classify import tables
 from protege.tasks.classify.task import continuations, label_scores, render_all
-from protege.tasks.classify.task import continuations, render_all
 from protege.evaluate.metrics import accuracy, largest_class_share, macro_f1
 
 if TYPE_CHECKING:
