@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from protege.stage import Family
+from protege.tasks.absa.family import FAMILY as ABSA
 from protege.tasks.classify.family import FAMILY as CLASSIFICATION
 from protege.tasks.lm.family import FAMILY as LM
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (CLASSIFICATION, LM)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (CLASSIFICATION, LM, ABSA)}
 
 
 def family(name: str) -> Family:
