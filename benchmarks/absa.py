@@ -1,4 +1,4 @@
-"""Does DS²-ABSA synthetic data beat the seed alone, and what do normalisation, refinement and polarity scoring add?
+"""Does DS²-ABSA synthetic data beat the seed alone; what do normalisation, refinement, polarity scoring add?
 
 For each setting (a SemEval dataset and its 2 %/5 % seed, with DS²-ABSA's GPT-3.5 instance-stream file written
 from that seed) and each training seed, the MiniLM tagger is trained on:
@@ -7,19 +7,19 @@ from that seed) and each training seed, the MiniLM tagger is trained on:
 - ``raw``: + the GPT-3.5 rows, keeping only pairs whose term occurs verbatim (no normalisation);
 - ``normalised``: + the rows normalised (grounding, synonyms, order, de-duplication);
 - ``refined``: + the normalised rows after one round of noisy self-training;
-- ``polarity``: + the normalised rows with polarities scored by the embedded SmolLM2-135M teacher (soft targets);
+- ``polarity``: + the normalised rows, polarities scored by the embedded SmolLM2-135M teacher (soft targets);
 - ``full``: the full training split (the ceiling).
 
-Synthetic rows weigh ``--weight`` (0.5). Scores are on the whole test split: pair F1 and aspect F1, averaged over
-training seeds, with a 95 % percentile bootstrap interval over *test sentences* (each resample scores every
-seed's predictions on the same resampled sentences, then averages over seeds). ``--live N`` also runs the
-embedded teacher's live instance-stream synthesis on N prompts (laptops 2 %): parse and grounding rates, and
-seed + those rows against the seed alone.
+Synthetic rows weigh ``--weight`` (0.5). Scores are on the whole test split: pair F1 and aspect F1, averaged
+over training seeds, with a 95 % percentile bootstrap interval over *test sentences* (each resample scores
+every seed's predictions on the same resampled sentences, then averages over seeds). ``--live N`` also runs
+the embedded teacher's live instance-stream synthesis on N prompts (laptops 2 %): parse and grounding rates,
+and seed + those rows against the seed alone.
 
-Results are appended one JSON line per trained tagger to ``benchmarks/results/absa-runs.jsonl`` (a re-run skips
-what is there) and summarised into ``benchmarks/results/absa.json``.
+Results are appended one JSON line per trained tagger to ``benchmarks/results/absa-runs.jsonl`` (a re-run
+skips what is there) and summarised into ``benchmarks/results/absa.json``.
 
-    nohup python benchmarks/absa.py --settings lap:2 --seeds 0 &
+nohup python benchmarks/absa.py --settings lap:2 --seeds 0 &
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 from protege.core.run import Run
+from protege.models.base import SamplingParams
 from protege.models.config import TeacherConfig
 from protege.models.factory import make_teacher
 from protege.models.ledgered import LedgeredTeacher
-from protege.models.base import SamplingParams
 from protege.tasks.absa import synth_plan
 from protege.tasks.absa.data import load_ds2_synthetic, load_semeval
 from protege.tasks.absa.ground import normalise
@@ -52,7 +52,11 @@ from protege.tasks.absa.task import AbsaExample, AbsaTask, Aspect
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-FILES = {("lap", "2"): "lap_all2_instance", ("res15", "2"): "res15_all2_instance", ("res15", "5"): "res15_all5_instance"}
+FILES = {
+    ("lap", "2"): "lap_all2_instance",
+    ("res15", "2"): "res15_all2_instance",
+    ("res15", "5"): "res15_all5_instance",
+}
 VARIANTS = ("seed", "raw", "normalised", "refined", "polarity", "full")
 TASK = AbsaTask()
 SCHEME = TagScheme(tuple(TASK.labels))
@@ -61,13 +65,18 @@ SCHEME = TagScheme(tuple(TASK.labels))
 def tagger_config(args: argparse.Namespace, noisy: bool = False) -> TaggerConfig:
     cfg = TaggerConfig()
     loop = cfg.loop.model_copy(update={"tracker": None, "epochs": args.epochs})
-    return cfg.model_copy(update={"loop": loop, "token_drop": 0.1 if noisy else 0.0, "dropout": 0.2 if noisy else None})
+    return cfg.model_copy(
+        update={"loop": loop, "token_drop": 0.1 if noisy else 0.0, "dropout": 0.2 if noisy else None}
+    )
 
 
 def teacher(run_dir: Path) -> LedgeredTeacher:
     run = Run(run_dir)
-    return LedgeredTeacher(make_teacher(TeacherConfig(backend="hf", model="smollm2-135m-instruct", batch_size=16)),
-                           run.ledger, batch_size=16)
+    return LedgeredTeacher(
+        make_teacher(TeacherConfig(backend="hf", model="smollm2-135m-instruct", batch_size=16)),
+        run.ledger,
+        batch_size=16,
+    )
 
 
 def polarity_scored(rows: list[AbsaExample], args) -> tuple[list[AbsaExample], dict]:
@@ -79,10 +88,17 @@ def polarity_scored(rows: list[AbsaExample], args) -> tuple[list[AbsaExample], d
     for e in rows:
         d = [dict(zip(TASK.labels, map(float, probs[k + j]))) for j in range(len(e.aspects))]
         dists[e.id] = d
-        out.append(AbsaExample(e.id, e.sentence, tuple(Aspect(a.start, a.end, a.term, max(q, key=q.get))
-                                                          for a, q in zip(e.aspects, d))))
+        out.append(
+            AbsaExample(
+                e.id,
+                e.sentence,
+                tuple(Aspect(a.start, a.end, a.term, max(q, key=q.get)) for a, q in zip(e.aspects, d)),
+            )
+        )
         k += len(e.aspects)
-    agree = float(np.mean([a.polarity == b.polarity for x, y in zip(rows, out) for a, b in zip(x.aspects, y.aspects)]))
+    agree = float(
+        np.mean([a.polarity == b.polarity for x, y in zip(rows, out) for a, b in zip(x.aspects, y.aspects)])
+    )
     return out, {"distributions": dists, "agreement_with_gpt35": agree}
 
 
@@ -94,7 +110,9 @@ def bootstrap(gold, preds: list[dict], score, n: int = 1000) -> tuple[float, flo
     for _ in range(n):
         pick = rng.integers(0, len(ids), len(ids))
         g = {f"{j}": gold[ids[i]] for j, i in enumerate(pick)}
-        stats.append(np.mean([score(g, {f"{j}": p.get(ids[i], ()) for j, i in enumerate(pick)}).f1 for p in preds]))
+        stats.append(
+            np.mean([score(g, {f"{j}": p.get(ids[i], ()) for j, i in enumerate(pick)}).f1 for p in preds])
+        )
     lo, hi = np.percentile(stats, [2.5, 97.5])
     return point, float(lo), float(hi)
 
@@ -117,8 +135,17 @@ def run_setting(dataset: str, pct: str, args, done: set, log: Path) -> None:
         if variant == "normalised":
             return norm, None
         if variant == "refined":
-            refined, hist = self_train(tagger_config(args, noisy=True), RefineConfig(), 1, seed, norm, dev, SCHEME,
-                                       args.weight, random_seed=100 + s)
+            refined, hist = self_train(
+                tagger_config(args, noisy=True),
+                RefineConfig(),
+                1,
+                seed,
+                norm,
+                dev,
+                SCHEME,
+                args.weight,
+                random_seed=100 + s,
+            )
             return refined, {"rounds": [h.__dict__ for h in hist]}
         if "polarity" not in cache:
             cache["polarity"] = polarity_scored(norm, args)
@@ -143,15 +170,27 @@ def run_setting(dataset: str, pct: str, args, done: set, log: Path) -> None:
             fitted = fit_tagger(tagger_config(args), train, SCHEME, dev=dev, seed=s)
             pred = predict_aspects(fitted.model, fitted.tokenizer, SCHEME, test)
             gold = labels_of(test)
-            record = {"key": key, "dataset": dataset, "seed_pct": pct, "variant": variant, "training_seed": s,
-                      "train_rows": len(train), "pair": pair_scores(gold, pred).as_dict(),
-                      "aspect": aspect_scores(gold, pred).as_dict(), "seconds": round(time.time() - began, 1),
-                      "steps": fitted.result.steps,
-                      "pred": {i: [a.as_dict() for a in v] for i, v in pred.items()}, **extra}
+            record = {
+                "key": key,
+                "dataset": dataset,
+                "seed_pct": pct,
+                "variant": variant,
+                "training_seed": s,
+                "train_rows": len(train),
+                "pair": pair_scores(gold, pred).as_dict(),
+                "aspect": aspect_scores(gold, pred).as_dict(),
+                "seconds": round(time.time() - began, 1),
+                "steps": fitted.result.steps,
+                "pred": {i: [a.as_dict() for a in v] for i, v in pred.items()},
+                **extra,
+            }
             with log.open("a") as fh:
                 fh.write(json.dumps(record, default=str) + "\n")
-            print(f"{key}: pair F1 {record['pair']['f1']:.3f} aspect F1 {record['aspect']['f1']:.3f} "
-                  f"({record['seconds']} s)", flush=True)
+            print(
+                f"{key}: pair F1 {record['pair']['f1']:.3f} aspect F1 {record['aspect']['f1']:.3f} "
+                f"({record['seconds']} s)",
+                flush=True,
+            )
 
 
 def live(n: int, args, log: Path) -> None:
@@ -159,17 +198,30 @@ def live(n: int, args, log: Path) -> None:
     requests = synth_plan.plan_instance(seed, synth_plan.INSTANCE_METHODS, 2, 40, 3, random.Random(0))[:n]
     t = teacher(RESULTS / "absa-ledger")
     began = time.time()
-    answers = [g[0].text for g in t.generate([r.prompt for r in requests],
-                                             SamplingParams(max_new_tokens=96, temperature=0.8, seed=0))]
+    answers = [
+        g[0].text
+        for g in t.generate(
+            [r.prompt for r in requests], SamplingParams(max_new_tokens=96, temperature=0.8, seed=0)
+        )
+    ]
     written = [read_written(a) for a in answers]
     usable = [(w, r) for w, r in zip(written, requests) if w.sentence]
     normed = [normalise(w.sentence, w.parsed.pairs, TASK) for w, _ in usable]
     rates = generation_rates([w.parsed for w, _ in usable], normed)
-    rows = [AbsaExample(f"live{i}", w.sentence, nm.aspects) for i, ((w, _), nm) in enumerate(zip(usable, normed))
-            if nm.aspects]
-    record = {"key": "live", "prompts": len(requests), "with_sentence": len(usable), "rows_with_label": len(rows),
-              "rates": rates, "generation_seconds": round(time.time() - began, 1),
-              "examples": [a[:300] for a in answers[:5]]}
+    rows = [
+        AbsaExample(f"live{i}", w.sentence, nm.aspects)
+        for i, ((w, _), nm) in enumerate(zip(usable, normed))
+        if nm.aspects
+    ]
+    record = {
+        "key": "live",
+        "prompts": len(requests),
+        "with_sentence": len(usable),
+        "rows_with_label": len(rows),
+        "rates": rates,
+        "generation_seconds": round(time.time() - began, 1),
+        "examples": [a[:300] for a in answers[:5]],
+    }
     dev = load_semeval("lap", "dev", TASK).examples
     dev = [dev[i] for i in sorted(random.Random(0).sample(range(len(dev)), min(args.dev_size, len(dev))))]
     test = load_semeval("lap", "test", TASK).examples
@@ -184,8 +236,11 @@ def live(n: int, args, log: Path) -> None:
 
 def summarise(log: Path) -> dict:
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    out: dict = {"interval": "95 % percentile bootstrap over test sentences (1000 resamples) of the mean over "
-                             "training seeds", "rows": []}
+    out: dict = {
+        "interval": "95 % percentile bootstrap over test sentences (1000 resamples) of the mean over "
+        "training seeds",
+        "rows": [],
+    }
     groups: dict = {}
     for r in records:
         if r["key"] == "live":
@@ -195,14 +250,27 @@ def summarise(log: Path) -> dict:
     for (dataset, pct, variant), rs in groups.items():
         test = load_semeval(dataset, "test", TASK).examples
         gold = labels_of(test)
-        preds = [{i: tuple(Aspect(a["from"], a["to"], a["target"], a["polarity"]) for a in v)
-                  for i, v in r["pred"].items()} for r in rs]
+        preds = [
+            {
+                i: tuple(Aspect(a["from"], a["to"], a["target"], a["polarity"]) for a in v)
+                for i, v in r["pred"].items()
+            }
+            for r in rs
+        ]
         pair, aspect = bootstrap(gold, preds, pair_scores), bootstrap(gold, preds, aspect_scores)
-        out["rows"].append({"dataset": dataset, "seed_pct": pct, "variant": variant,
-                            "seeds": [r["training_seed"] for r in rs], "pair_f1": pair, "aspect_f1": aspect,
-                            "pair_f1_per_seed": [r["pair"]["f1"] for r in rs],
-                            "seconds": [r["seconds"] for r in rs],
-                            **{k: rs[0][k] for k in ("agreement_with_gpt35", "rounds") if k in rs[0]}})
+        out["rows"].append(
+            {
+                "dataset": dataset,
+                "seed_pct": pct,
+                "variant": variant,
+                "seeds": [r["training_seed"] for r in rs],
+                "pair_f1": pair,
+                "aspect_f1": aspect,
+                "pair_f1_per_seed": [r["pair"]["f1"] for r in rs],
+                "seconds": [r["seconds"] for r in rs],
+                **{k: rs[0][k] for k in ("agreement_with_gpt35", "rounds") if k in rs[0]},
+            }
+        )
     return out
 
 
@@ -223,7 +291,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)  # a busy shared CPU: extra intra-op threads spin instead of helping
     RESULTS.mkdir(exist_ok=True)
     log = RESULTS / "absa-runs.jsonl"
-    done = {json.loads(line)["key"] for line in log.read_text().splitlines() if line.strip()} if log.exists() else set()
+    done = (
+        {json.loads(line)["key"] for line in log.read_text().splitlines() if line.strip()}
+        if log.exists()
+        else set()
+    )
     if not args.summarise_only:
         for setting in args.settings.split(","):
             dataset, pct = setting.split(":")

@@ -8,8 +8,14 @@ from typing import Sequence
 
 from protege.models.base import Generation, Prompt, SamplingParams
 
-CUES = {"great": "positive", "good": "positive", "bad": "negative", "slow": "negative", "noisy": "negative",
-        "fine": "neutral"}
+CUES = {
+    "great": "positive",
+    "good": "positive",
+    "bad": "negative",
+    "slow": "negative",
+    "noisy": "negative",
+    "fine": "neutral",
+}
 TERMS = ["battery life", "hard drive", "keyboard", "screen", "fan", "price", "trackpad", "glass"]
 
 
@@ -24,7 +30,7 @@ def _pairs(sentence: str) -> list[list[str]]:
 
 
 class ScriptedAbsaTeacher:
-    """``generate`` rewrites by swapping cue words (``garbage`` answers on request), ``score`` reads cue words."""
+    """``generate`` rewrites by swapping cue words (garbage on request); ``score`` reads cue words."""
 
     backend = "fake"
     model_id = "absa-script"
@@ -32,13 +38,20 @@ class ScriptedAbsaTeacher:
     def __init__(self, garbage_every: int = 0, copy_sentence: str = "") -> None:
         self.calls = 0
         self.garbage_every = garbage_every
-        self.copy_sentence = copy_sentence  # answered to the first rewrite: a dev sentence, dropped by synthesize
+        self.copy_sentence = (
+            copy_sentence  # answered to the first rewrite: a dev sentence, dropped by synthesize
+        )
 
     def _answer(self, text: str, i: int) -> str:
         if text.startswith("We are collecting"):
             if "opinion" in text:
-                return "\n".join(["great", "good"] if "positive" in text else ["bad", "slow"] if "negative" in text
-                                 else ["fine"])
+                return "\n".join(
+                    ["great", "good"]
+                    if "positive" in text
+                    else ["bad", "slow"]
+                    if "negative" in text
+                    else ["fine"]
+                )
             if "aspect terms" in text:
                 return "- screen\n- keyboard\n- battery life\n- fan"
             return "1. laptop\n2. notebook"
@@ -64,8 +77,14 @@ class ScriptedAbsaTeacher:
         out = []
         for prompt in prompts:
             self.calls += 1
-            out.append([Generation(self._answer(_text(prompt), self.calls), prompt_tokens=20, completion_tokens=12)
-                        for _ in range(params.n)])
+            out.append(
+                [
+                    Generation(
+                        self._answer(_text(prompt), self.calls), prompt_tokens=20, completion_tokens=12
+                    )
+                    for _ in range(params.n)
+                ]
+            )
         return out
 
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]]) -> list[list[float]]:

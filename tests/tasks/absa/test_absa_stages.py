@@ -1,4 +1,4 @@
-"""The absa family end to end on a tiny tagger and a scripted teacher, through run_recipe(recipe, teacher=...)."""
+"""The absa family end to end on a tiny tagger and a scripted teacher, via run_recipe(recipe, teacher=...)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def _row(i: int, term: str, cue: str, second: tuple[str, str] | None = None) -> 
     if second:
         start = len(sentence) + len(" but the ")
         sentence += f" but the {second[0]} is {second[1]}"
-        aspects.append({"from": start, "to": start + len(second[0]), "target": second[0], "polarity": CUES[second[1]]})
+        aspects.append(
+            {"from": start, "to": start + len(second[0]), "target": second[0], "polarity": CUES[second[1]]}
+        )
     return {"ID": str(i), "sentence": sentence + ".", "aspects": aspects}
 
 
@@ -54,10 +56,17 @@ def files(tmp_path_factory):
     for name, n, seed in (("seed", 12, 1), ("dev", 10, 2), ("test", 16, 3)):
         rows = _rows(n, seed)
         if name == "seed":
-            rows.append({"ID": "bad-offsets", "sentence": "the fan is noisy.",
-                         "aspects": [{"from": 0, "to": 2, "target": "fan", "polarity": "negative"},
-                                     {"from": 4, "to": 7, "target": "glass", "polarity": "negative"},
-                                     {"from": 4, "to": 7, "target": "fan", "polarity": "furious"}]})
+            rows.append(
+                {
+                    "ID": "bad-offsets",
+                    "sentence": "the fan is noisy.",
+                    "aspects": [
+                        {"from": 0, "to": 2, "target": "fan", "polarity": "negative"},
+                        {"from": 4, "to": 7, "target": "glass", "polarity": "negative"},
+                        {"from": 4, "to": 7, "target": "fan", "polarity": "furious"},
+                    ],
+                }
+            )
             rows.append({"ID": "no-aspects", "sentence": "it is too slow.", "aspects": []})
         paths[name] = root / f"{name}.json"
         paths[name].write_text(json.dumps(rows))
@@ -67,15 +76,33 @@ def files(tmp_path_factory):
 
 def _recipe(files, run_dir, **sections) -> dict:
     base, paths, _ = files
-    loop = {"steps": 12, "lr": 3e-3, "micro_batch_size": 8, "schedule": "constant", "eval_every": 6,
-            "tracker": None, "early_stopping": None}
+    loop = {
+        "steps": 12,
+        "lr": 3e-3,
+        "micro_batch_size": 8,
+        "schedule": "constant",
+        "eval_every": 6,
+        "tracker": None,
+        "early_stopping": None,
+    }
     recipe = {
-        "name": "absa-tiny", "family": "absa", "run_dir": str(run_dir), "seed": 0,
+        "name": "absa-tiny",
+        "family": "absa",
+        "run_dir": str(run_dir),
+        "seed": 0,
         "teacher": {"backend": "hf", "model": "absa-script"},
         "task": {},
-        "data": {"seed_file": str(paths["seed"]), "dev_file": str(paths["dev"]), "test_file": str(paths["test"])},
-        "synthesize": {"mode": "live", "instance": {"per_seed": 1, "combinations": 3},
-                       "keypoint": {"sentences": 4, "brainstorm_size": 4}, "chunk_size": 4},
+        "data": {
+            "seed_file": str(paths["seed"]),
+            "dev_file": str(paths["dev"]),
+            "test_file": str(paths["test"]),
+        },
+        "synthesize": {
+            "mode": "live",
+            "instance": {"per_seed": 1, "combinations": 3},
+            "keypoint": {"sentences": 4, "brainstorm_size": 4},
+            "chunk_size": 4,
+        },
         "annotate": {"mode": "polarity"},
         "refine": {"rounds": 2, "merge": {"threshold": 0.5}},
         "train": {"student": str(base), "max_length": 24, "loop": loop},
@@ -100,12 +127,19 @@ def test_live_run_writes_every_table_with_provenance(live_run):
     assert set(synthetic["stream"]) == {"instance", "keypoint"}
     assert {"paraphrase_one", "aspect_mask", "context_mask", "paraphrase_comb"} <= set(synthetic["method"])
     instance = synthetic[synthetic["stream"] == "instance"]
-    assert all(len(p) in (1, 2) for p in instance["parents"]) and (synthetic["teacher"] == "fake:absa-script").all()
-    assert synthetic["prompt_hash"].str.len().eq(16).all() and synthetic["raw_label"].str.startswith("[").all()
+    assert (
+        all(len(p) in (1, 2) for p in instance["parents"])
+        and (synthetic["teacher"] == "fake:absa-script").all()
+    )
+    assert (
+        synthetic["prompt_hash"].str.len().eq(16).all() and synthetic["raw_label"].str.startswith("[").all()
+    )
     summary = run.read_json(t.SYNTH_SUMMARY)
     assert summary["dropped"]["equals_dev_or_test"] == 1  # the scripted teacher copied a dev sentence once
     assert summary["dropped"]["no_sentence"] >= 1  # garbage answers are counted, never fatal
-    assert 0 < summary["generation"]["parse_rate"] <= 1 and summary["budget"]["calls"] == summary["requests"] + 5
+    assert (
+        0 < summary["generation"]["parse_rate"] <= 1 and summary["budget"]["calls"] == summary["requests"] + 5
+    )
     assert len(set(synthetic["sentence"])) == len(synthetic)
 
 
@@ -152,19 +186,30 @@ def test_a_rerun_pays_nothing_twice(files, tmp_path):
     run_recipe(parse_recipe(recipe), teacher=teacher)
     run_recipe(parse_recipe(recipe), teacher=teacher, force=("synthesize", "annotate"))
     assert teacher.calls == paid  # skipped, then re-run from the ledger
-    bigger = {**recipe, "synthesize": {**recipe["synthesize"], "keypoint": {"sentences": 6, "brainstorm_size": 4}}}
+    bigger = {
+        **recipe,
+        "synthesize": {**recipe["synthesize"], "keypoint": {"sentences": 6, "brainstorm_size": 4}},
+    }
     run_recipe(parse_recipe(bigger), teacher=teacher)
     assert 0 < teacher.calls - paid <= 2 + 20  # only the new key-point sentences (and their polarity scores)
 
 
 def test_budget_stops_requests_and_is_reported(files, tmp_path):
     teacher = ScriptedAbsaTeacher()
-    recipe = _recipe(files, tmp_path / "run", synthesize={"mode": "live", "streams": ["instance"], "max_calls": 5,
-                                                          "chunk_size": 2})
-    recipe = {k: v for k, v in recipe.items() if k not in ("annotate", "refine", "train", "evaluate", "report")}
+    recipe = _recipe(
+        files,
+        tmp_path / "run",
+        synthesize={"mode": "live", "streams": ["instance"], "max_calls": 5, "chunk_size": 2},
+    )
+    recipe = {
+        k: v for k, v in recipe.items() if k not in ("annotate", "refine", "train", "evaluate", "report")
+    }
     run = run_recipe(parse_recipe(recipe), teacher=teacher)
     summary = run.read_json(t.SYNTH_SUMMARY)
-    assert summary["budget"]["calls"] == 5 == teacher.calls and summary["dropped"]["over_budget"] == summary["requests"] - 5
+    assert (
+        summary["budget"]["calls"] == 5 == teacher.calls
+        and summary["dropped"]["over_budget"] == summary["requests"] - 5
+    )
 
 
 def test_generate_mode_parses_grounds_and_reports_rates(files, tmp_path):
@@ -181,20 +226,35 @@ def test_generate_mode_parses_grounds_and_reports_rates(files, tmp_path):
 def test_import_mode_reads_a_ds2_shaped_file(files, tmp_path):
     _, paths, _ = files
     dev_sentence = paths["dev_sentence"]
-    rows = [{"ID": "1000_paraphrase_one_0", "sentence": "the Screen is great.", "label": [["screen", "pos"]],
-             "aspects": [{"from": 4, "to": 10, "target": "Screen", "polarity": "positive"}]},
-            {"ID": "1000_1001_paraphrase_comb_0", "sentence": dev_sentence, "label": [], "aspects": []},
-            {"ID": "1001_aspect_mask_2_0", "sentence": "the glass is bad.", "label": [["keyboard", "negative"]],
-             "aspects": []}]
+    rows = [
+        {
+            "ID": "1000_paraphrase_one_0",
+            "sentence": "the Screen is great.",
+            "label": [["screen", "pos"]],
+            "aspects": [{"from": 4, "to": 10, "target": "Screen", "polarity": "positive"}],
+        },
+        {"ID": "1000_1001_paraphrase_comb_0", "sentence": dev_sentence, "label": [], "aspects": []},
+        {
+            "ID": "1001_aspect_mask_2_0",
+            "sentence": "the glass is bad.",
+            "label": [["keyboard", "negative"]],
+            "aspects": [],
+        },
+    ]
     source = tmp_path / "synthetic.json"
     source.write_text(json.dumps(rows))
     recipe = _recipe(files, tmp_path / "run", synthesize={"mode": "import", "import_file": str(source)})
-    recipe = {k: v for k, v in recipe.items() if k not in ("teacher", "annotate", "refine", "train", "evaluate",
-                                                           "report")}
+    recipe = {
+        k: v
+        for k, v in recipe.items()
+        if k not in ("teacher", "annotate", "refine", "train", "evaluate", "report")
+    }
     run = run_recipe(parse_recipe(recipe))
     synthetic = run.records.read(t.SYNTHETIC)
     assert list(synthetic["id"]) == ["1000_paraphrase_one_0"]
-    assert json.loads(synthetic["aspects"][0]) == [{"from": 4, "to": 10, "target": "Screen", "polarity": "positive"}]
+    assert json.loads(synthetic["aspects"][0]) == [
+        {"from": 4, "to": 10, "target": "Screen", "polarity": "positive"}
+    ]
     assert list(synthetic["parents"][0]) == ["1000"] and synthetic["method"][0] == "paraphrase_one"
     dropped = run.read_json(t.SYNTH_SUMMARY)["dropped"]
     assert dropped == {"equals_dev_or_test": 1, "no_pair_survived_normalisation": 1}
@@ -210,7 +270,9 @@ def test_configuration_errors_name_the_key_before_any_spend(files, tmp_path):
     missing = {**base, "data": {**base["data"], "seed_file": str(tmp_path / "missing.json")}}
     with pytest.raises(FileNotFoundError, match="data.seed_file"):
         run_recipe(parse_recipe(missing), teacher=teacher)
-    wrong = {k: v for k, v in base.items() if k not in ("synthesize", "refine", "train", "evaluate", "report")}
+    wrong = {
+        k: v for k, v in base.items() if k not in ("synthesize", "refine", "train", "evaluate", "report")
+    }
     wrong["annotate"] = {"tables": ["nonsense"]}
     with pytest.raises(ValueError, match="annotate.tables"):
         run_recipe(parse_recipe(wrong), teacher=teacher)

@@ -41,11 +41,21 @@ def _flags(models: dict) -> list[dict]:
     flags = []
     student, base = models.get(t.STUDENT), models.get(t.SEED_STUDENT)
     if student and base and student["test"]["all"]["pair"]["f1"] <= base["test"]["all"]["pair"]["f1"]:
-        flags.append({"code": "synthetic_did_not_help",
-                      "message": f"the student's test pair F1 ({student['test']['all']['pair']['f1']:.3f}) is not above "
-                                 f"the seed-only tagger's ({base['test']['all']['pair']['f1']:.3f})"})
+        flags.append(
+            {
+                "code": "synthetic_did_not_help",
+                "message": f"the student's test pair F1 ({student['test']['all']['pair']['f1']:.3f}) is not "
+                "above "
+                f"the seed-only tagger's ({base['test']['all']['pair']['f1']:.3f})",
+            }
+        )
     if student and student["test"]["all"]["pair"]["predicted"] == 0:
-        flags.append({"code": "student_predicts_nothing", "message": "the student found no aspect in any test sentence"})
+        flags.append(
+            {
+                "code": "student_predicts_nothing",
+                "message": "the student found no aspect in any test sentence",
+            }
+        )
     return flags
 
 
@@ -66,21 +76,35 @@ def run(ctx: StageContext) -> dict:
             folder = ctx.run.artifacts / name
             if not folder.is_dir():
                 continue
-            model, tokenizer = AutoModelForTokenClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+            model, tokenizer = (
+                AutoModelForTokenClassification.from_pretrained(folder),
+                AutoTokenizer.from_pretrained(folder),
+            )
             models[name] = {}
             for split, examples in sets.items():
                 gold = labels_of(examples)
                 pred = predict_aspects(model, tokenizer, scheme, examples, batch_size=cfg.batch_size)
-                models[name][split] = absa_scores(gold, pred, task.labels, {"multi_polarity": multi_polarity_ids(gold)})
+                models[name][split] = absa_scores(
+                    gold, pred, task.labels, {"multi_polarity": multi_polarity_ids(gold)}
+                )
     finally:
         torch.set_num_threads(threads)
     if not models:
         raise ValueError("evaluate: no trained tagger in this run; run the train stage first")
     synth, annotate = _artifact(ctx.run, t.SYNTH_SUMMARY), _artifact(ctx.run, t.ANNOTATE_SUMMARY)
-    metrics = {"models": models, "labels": list(task.labels), "flags": _flags(models),
-               "data": _artifact(ctx.run, t.DATA_SUMMARY), "synthesize": synth, "annotate": annotate,
-               "refine": _artifact(ctx.run, t.REFINE_SUMMARY), "trained": _artifact(ctx.run, t.TRAINED),
-               "generation": {"synthesize": (synth or {}).get("generation"),
-                              "annotate": (annotate or {}).get("generation")}}
+    metrics = {
+        "models": models,
+        "labels": list(task.labels),
+        "flags": _flags(models),
+        "data": _artifact(ctx.run, t.DATA_SUMMARY),
+        "synthesize": synth,
+        "annotate": annotate,
+        "refine": _artifact(ctx.run, t.REFINE_SUMMARY),
+        "trained": _artifact(ctx.run, t.TRAINED),
+        "generation": {
+            "synthesize": (synth or {}).get("generation"),
+            "annotate": (annotate or {}).get("generation"),
+        },
+    }
     ctx.run.write_json(t.METRICS, metrics)
     return {name: round(m["test"]["all"]["pair"]["f1"], 4) for name, m in models.items()}

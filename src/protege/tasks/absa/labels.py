@@ -2,8 +2,8 @@
 
 The synthetic rows' label is, in order of precedence: ``refined`` (after noisy self-training), ``annotated``
 (relabelled by the teacher; polarity mode also gives soft targets), ``normalised`` (synthesize's own
-normalisation), ``published`` (an imported file's normalised label) or ``raw`` (the teacher's pairs, only those
-with a verbatim term and a canonical polarity). ``auto`` takes the first that exists.
+normalisation), ``published`` (an imported file's normalised label) or ``raw`` (the teacher's pairs, only
+those with a verbatim term and a canonical polarity). ``auto`` takes the first that exists.
 """
 
 from __future__ import annotations
@@ -21,19 +21,24 @@ Source = Literal["auto", "refined", "annotated", "normalised", "published", "raw
 SOURCES = ("refined", "annotated", "normalised", "published", "raw", "none")
 
 
-def synthetic_examples(run: Run, source: Source, task: AbsaTask, *, exclude: tuple[str, ...] = ()
-                       ) -> tuple[str, list[AbsaExample], Optional[dict]]:
-    """``(source used, examples, polarity distributions by id or None)``; a source this run lacks is an error."""
+def synthetic_examples(
+    run: Run, source: Source, task: AbsaTask, *, exclude: tuple[str, ...] = ()
+) -> tuple[str, list[AbsaExample], Optional[dict]]:
+    """``(source used, examples, polarity distributions by id or None)``; a missing source is an error."""
     have = set(run.records.tables())
     if source == "auto":
-        source = next((s for s in ("refined", "annotated") if s not in exclude and getattr(t, s.upper()) in have),
-                      "normalised" if t.SYNTHETIC in have else "none")
+        source = next(
+            (s for s in ("refined", "annotated") if s not in exclude and getattr(t, s.upper()) in have),
+            "normalised" if t.SYNTHETIC in have else "none",
+        )
     if source == "none":
         return source, [], None
     table = {"refined": t.REFINED, "annotated": t.ANNOTATED}.get(source, t.SYNTHETIC)
     if table not in have:
-        raise ValueError(f"the synthetic label source {source!r} needs table {table!r}, which this run does not have; "
-                         "run the stage that writes it or choose another source (auto picks what exists)")
+        raise ValueError(
+            f"the synthetic label source {source!r} needs table {table!r}, which this run does not have; "
+            "run the stage that writes it or choose another source (auto picks what exists)"
+        )
     frame = run.records.read(table)
     dists = None
     if source == "annotated" and "distributions" in frame:
@@ -42,7 +47,12 @@ def synthetic_examples(run: Run, source: Source, task: AbsaTask, *, exclude: tup
         frame = frame[frame["published"].astype(bool)]
         return source, examples_of(frame, "published"), None
     if source == "raw":
-        return source, [AbsaExample(i, s, raw_aspects(s, raw_label_of(r), task))
-                        for i, s, r in zip(frame["id"], frame["sentence"], frame["raw_label"])], None
+        return (
+            source,
+            [
+                AbsaExample(i, s, raw_aspects(s, raw_label_of(r), task))
+                for i, s, r in zip(frame["id"], frame["sentence"], frame["raw_label"])
+            ],
+            None,
+        )
     return source, examples_of(frame), dists or None
-

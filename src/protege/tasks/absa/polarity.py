@@ -1,11 +1,12 @@
 """Polarity scoring: the teacher's distribution over the task's polarities for one aspect of one sentence.
 
-For every (sentence, aspect term) the prompt names the aspect (:func:`~protege.tasks.absa.prompts.polarity_prompt`)
-and each polarity's words are scored as the answer, in one ledgered ``score`` call for all of them; a polarity
-with several words gets their summed probability (:func:`protege.models.calibration.group_scores`). A small
-teacher prefers some polarity words whatever the sentence says, so the scores are calibrated with the shared
-layer: ``mean`` removes the mean polarity log-probability over the scored aspects, ``contextual`` the
-distribution of a content-free sentence and aspect, ``none`` keeps them as they are.
+For every (sentence, aspect term) the prompt names the aspect
+(:func:`~protege.tasks.absa.prompts.polarity_prompt`) and each polarity's words are scored as the answer, in
+one ledgered ``score`` call for all of them; a polarity with several words gets their summed probability
+(:func:`protege.models.calibration.group_scores`). A small teacher prefers some polarity words whatever the
+sentence says, so the scores are calibrated with the shared layer: ``mean`` removes the mean polarity
+log-probability over the scored aspects, ``contextual`` the distribution of a content-free sentence and
+aspect, ``none`` keeps them as they are.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def polarity_words(polarities: Sequence[str], extra: Mapping[str, Sequence[str]]
     return {q: [q, *[w for w in extra.get(q, ()) if w != q]] for q in polarities}
 
 
-def score_aspects(teacher: Any, items: Sequence[tuple[str, str]], words: Mapping[str, Sequence[str]]) -> np.ndarray:
+def score_aspects(
+    teacher: Any, items: Sequence[tuple[str, str]], words: Mapping[str, Sequence[str]]
+) -> np.ndarray:
     """``(items, polarities)`` log-probabilities (unnormalised) of each polarity for each (sentence, term)."""
     if not items:
         return np.zeros((0, len(words)))
@@ -38,8 +41,10 @@ def score_aspects(teacher: Any, items: Sequence[tuple[str, str]], words: Mapping
     return np.array([cal.group_scores(row, owners, len(polarities)) for row in scores], dtype=np.float64)
 
 
-def calibrate_polarities(logp: np.ndarray, kind: Calibration, content_free: np.ndarray | None = None) -> np.ndarray:
-    """``(items, polarities)`` probabilities after removing the teacher's polarity prior (see the module doc)."""
+def calibrate_polarities(
+    logp: np.ndarray, kind: Calibration, content_free: np.ndarray | None = None
+) -> np.ndarray:
+    """``(items, polarities)`` probabilities without the teacher's polarity prior (see the module doc)."""
     cube = logp[:, None, :]  # the calibration layer works on (texts, templates, labels)
     if kind == "none" or not len(logp):
         prior = None

@@ -29,12 +29,19 @@ class RefineStageConfig(Section):
     """Noisy self-training of the synthetic labels."""
 
     rounds: int = Field(1, ge=0, description="Self-training rounds; 0 reports normalisation only.")
-    labels: Source = Field("auto", description="The labels refined: auto (annotated if present, else normalised), "
-                           "annotated, normalised, published, raw.")
-    weight: float = Field(0.5, gt=0, le=1, description="Loss weight of a synthetic sentence (a seed sentence is 1).")
+    labels: Source = Field(
+        "auto",
+        description="The labels refined: auto (annotated if present, else normalised), "
+        "annotated, normalised, published, raw.",
+    )
+    weight: float = Field(
+        0.5, gt=0, le=1, description="Loss weight of a synthetic sentence (a seed sentence is 1)."
+    )
     token_drop: float = Field(0.1, ge=0, lt=1, description="Input noise: share of labelled pieces masked.")
     dropout: float = Field(0.2, ge=0, lt=1, description="Model noise: dropout set on every dropout layer.")
-    merge: RefineConfig = Field(default_factory=RefineConfig, description="How predictions revise the labels.")
+    merge: RefineConfig = Field(
+        default_factory=RefineConfig, description="How predictions revise the labels."
+    )
 
 
 def _normalisation(ctx: StageContext, task: AbsaTask) -> dict:
@@ -47,8 +54,13 @@ def _normalisation(ctx: StageContext, task: AbsaTask) -> dict:
         pairs += len(raw_pairs)
         dropped += max(0, len(raw_pairs) - len(aspects.aspects))
         changed += set(verbatim) != set(aspects.aspects)
-    return {"rows": len(frame), "raw_pairs": pairs, "pairs_dropped": dropped,
-            "rows_changed": changed, "rows_changed_rate": changed / len(frame) if len(frame) else 0.0}
+    return {
+        "rows": len(frame),
+        "raw_pairs": pairs,
+        "pairs_dropped": dropped,
+        "rows_changed": changed,
+        "rows_changed_rate": changed / len(frame) if len(frame) else 0.0,
+    }
 
 
 def run(ctx: StageContext) -> dict:
@@ -56,18 +68,53 @@ def run(ctx: StageContext) -> dict:
     task: AbsaTask = ctx.task or AbsaTask()
     source, synthetic, _ = synthetic_examples(ctx.run, cfg.labels, task, exclude=("refined",))
     train_cfg = ctx.section("train")
-    base = TaggerConfig(**{k: getattr(train_cfg, k) for k in TaggerConfig.model_fields}) if train_cfg else TaggerConfig()
+    base = (
+        TaggerConfig(**{k: getattr(train_cfg, k) for k in TaggerConfig.model_fields})
+        if train_cfg
+        else TaggerConfig()
+    )
     noisy = base.model_copy(update={"token_drop": cfg.token_drop, "dropout": cfg.dropout})
     seed, dev = examples_of(ctx.run.records.read(t.SEED)), examples_of(ctx.run.records.read(t.DEV))
-    refined, history = self_train(noisy, cfg.merge, cfg.rounds, seed, synthetic, dev, TagScheme(tuple(task.labels)),
-                                  cfg.weight, run=ctx.run, random_seed=ctx.seed * 100)
+    refined, history = self_train(
+        noisy,
+        cfg.merge,
+        cfg.rounds,
+        seed,
+        synthetic,
+        dev,
+        TagScheme(tuple(task.labels)),
+        cfg.weight,
+        run=ctx.run,
+        random_seed=ctx.seed * 100,
+    )
     before = {e.id: e.aspects for e in synthetic}
-    ctx.run.records.replace(t.REFINED, [{"id": e.id, "sentence": e.sentence, "aspects": dump_aspects(e.aspects),
-                                         "changed": e.aspects != before[e.id], "split": t.SYNTHETIC}
-                                        for e in refined], stage=ctx.name)
-    summary = {"labels": source, "normalisation": _normalisation(ctx, task),
-               "rounds": [{"round": h.round, "change_rate": h.change_rate, "best_dev_pair_f1": h.best_dev_pair_f1,
-                           **h.summary} for h in history]}
+    ctx.run.records.replace(
+        t.REFINED,
+        [
+            {
+                "id": e.id,
+                "sentence": e.sentence,
+                "aspects": dump_aspects(e.aspects),
+                "changed": e.aspects != before[e.id],
+                "split": t.SYNTHETIC,
+            }
+            for e in refined
+        ],
+        stage=ctx.name,
+    )
+    summary = {
+        "labels": source,
+        "normalisation": _normalisation(ctx, task),
+        "rounds": [
+            {
+                "round": h.round,
+                "change_rate": h.change_rate,
+                "best_dev_pair_f1": h.best_dev_pair_f1,
+                **h.summary,
+            }
+            for h in history
+        ],
+    }
     ctx.run.write_json(t.REFINE_SUMMARY, summary)
     for h in history:
         console.info(f"refine: round {h.round}: change rate {h.change_rate:.3f}")

@@ -27,7 +27,7 @@ VARIANTS = ("raw", "normalised", "published")
 
 
 def raw_aspects(sentence: str, pairs: Sequence[Sequence[Any]], task: AbsaTask) -> tuple[Aspect, ...]:
-    """The pairs usable without normalisation: verbatim term at its first free occurrence, canonical polarity."""
+    """The pairs usable without normalisation: a verbatim term at its first free occurrence."""
     found: list[Aspect] = []
     for pair in pairs:
         if len(pair) < 2 or str(pair[1]) not in task.labels or not str(pair[0]):
@@ -48,15 +48,24 @@ def raw_label_of(text: str) -> list:
     return value if isinstance(value, list) else []
 
 
-def training_set(seed: Sequence[AbsaExample], synthetic: Sequence[AbsaExample], weight: float,
-                 distributions: Optional[Mapping[str, Sequence[Optional[Mapping[str, float]]]]] = None,
-                 ) -> list[TaggedExample]:
-    """Seed rows at weight 1, synthetic rows at ``weight``; soft polarity targets for ids in ``distributions``."""
+def training_set(
+    seed: Sequence[AbsaExample],
+    synthetic: Sequence[AbsaExample],
+    weight: float,
+    distributions: Optional[Mapping[str, Sequence[Optional[Mapping[str, float]]]]] = None,
+) -> list[TaggedExample]:
+    """Seed rows at weight 1, synthetic at ``weight``; soft polarity targets for ids in ``distributions``."""
     rows = [TaggedExample.of(e) for e in seed]
     for e in synthetic:
         dist = (distributions or {}).get(e.id)
-        rows.append(TaggedExample(e.sentence, e.aspects, weight,
-                                  tuple(dist) if dist is not None and len(dist) == len(e.aspects) else None))
+        rows.append(
+            TaggedExample(
+                e.sentence,
+                e.aspects,
+                weight,
+                tuple(dist) if dist is not None and len(dist) == len(e.aspects) else None,
+            )
+        )
     return rows
 
 
@@ -68,17 +77,41 @@ class Round:
     best_dev_pair_f1: Optional[float]
 
 
-def self_train(config: TaggerConfig, refine: RefineConfig, rounds: int, seed: Sequence[AbsaExample],
-               synthetic: Sequence[AbsaExample], dev: Sequence[AbsaExample], scheme: TagScheme, weight: float,
-               *, run: Optional[Run] = None, random_seed: int = 0) -> tuple[list[AbsaExample], list[Round]]:
+def self_train(
+    config: TaggerConfig,
+    refine: RefineConfig,
+    rounds: int,
+    seed: Sequence[AbsaExample],
+    synthetic: Sequence[AbsaExample],
+    dev: Sequence[AbsaExample],
+    scheme: TagScheme,
+    weight: float,
+    *,
+    run: Optional[Run] = None,
+    random_seed: int = 0,
+) -> tuple[list[AbsaExample], list[Round]]:
     """``rounds`` of noisy self-training; returns the refined synthetic examples and each round's summary."""
     current, history = list(synthetic), []
     for r in range(1, rounds + 1):
-        fitted = fit_tagger(config, training_set(seed, current, weight), scheme, dev=dev, run=run,
-                            name=f"refine-{r}", seed=random_seed + r)
-        spans = predict_spans(fitted.model, fitted.tokenizer, scheme, [e.sentence for e in current],
-                              max_length=config.max_length)
-        labels, summary = refine_labels([e.sentence for e in current], [e.aspects for e in current], spans, refine)
+        fitted = fit_tagger(
+            config,
+            training_set(seed, current, weight),
+            scheme,
+            dev=dev,
+            run=run,
+            name=f"refine-{r}",
+            seed=random_seed + r,
+        )
+        spans = predict_spans(
+            fitted.model,
+            fitted.tokenizer,
+            scheme,
+            [e.sentence for e in current],
+            max_length=config.max_length,
+        )
+        labels, summary = refine_labels(
+            [e.sentence for e in current], [e.aspects for e in current], spans, refine
+        )
         current = [AbsaExample(e.id, e.sentence, label) for e, label in zip(current, labels)]
         evals = [e["dev_pair_f1"] for e in fitted.result.evaluations if "dev_pair_f1" in e]
         history.append(Round(r, summary.change_rate, summary.as_dict(), max(evals) if evals else None))

@@ -1,4 +1,4 @@
-"""Planning DS²-ABSA's two synthesis streams: which prompts to send, written from which seeds. Pure and seeded.
+"""Planning DS²-ABSA's two synthesis streams: which prompts to send, written from which seeds (pure, seeded).
 
 **Instance stream** (:func:`plan_instance`): for every seed sentence with at least one aspect, ``per_seed``
 requests per method among ``paraphrase_one`` (rewrite one seed), ``aspect_mask`` (the seed with its aspect
@@ -40,30 +40,63 @@ class Request:
     planned: tuple[tuple[str, str], ...] = ()
 
 
-def plan_instance(seeds: Sequence[AbsaExample], methods: Sequence[str], per_seed: int, combinations: int,
-                  context_width: int, rng: random.Random) -> list[Request]:
+def plan_instance(
+    seeds: Sequence[AbsaExample],
+    methods: Sequence[str],
+    per_seed: int,
+    combinations: int,
+    context_width: int,
+    rng: random.Random,
+) -> list[Request]:
     usable = [s for s in seeds if s.aspects]
     out: list[Request] = []
     for seed in usable:
         pairs = tuple((a.term, a.polarity) for a in seed.aspects)
         for _ in range(per_seed):
             if "paraphrase_one" in methods:
-                out.append(Request("instance", "paraphrase_one", (seed.id,), p.instance_prompt("paraphrase_one", [seed]),
-                                   pairs))
+                out.append(
+                    Request(
+                        "instance",
+                        "paraphrase_one",
+                        (seed.id,),
+                        p.instance_prompt("paraphrase_one", [seed]),
+                        pairs,
+                    )
+                )
             if "aspect_mask" in methods:
-                out.append(Request("instance", "aspect_mask", (seed.id,),
-                                   p.instance_prompt("aspect_mask", [seed], p.mask_aspects(seed))))
+                out.append(
+                    Request(
+                        "instance",
+                        "aspect_mask",
+                        (seed.id,),
+                        p.instance_prompt("aspect_mask", [seed], p.mask_aspects(seed)),
+                    )
+                )
             windows = p.context_windows(seed, context_width) if "context_mask" in methods else []
             if windows:
                 masked = p.mask_span(seed.sentence, rng.choice(windows))
-                out.append(Request("instance", "context_mask", (seed.id,),
-                                   p.instance_prompt("context_mask", [seed], masked), pairs))
+                out.append(
+                    Request(
+                        "instance",
+                        "context_mask",
+                        (seed.id,),
+                        p.instance_prompt("context_mask", [seed], masked),
+                        pairs,
+                    )
+                )
     if "paraphrase_comb" in methods and len(usable) >= 2:
         for _ in range(combinations):
             a, b = rng.sample(usable, 2)
             pairs = tuple((x.term, x.polarity) for x in (*a.aspects, *b.aspects))
-            out.append(Request("instance", "paraphrase_comb", (a.id, b.id), p.instance_prompt("paraphrase_comb", [a, b]),
-                               pairs))
+            out.append(
+                Request(
+                    "instance",
+                    "paraphrase_comb",
+                    (a.id, b.id),
+                    p.instance_prompt("paraphrase_comb", [a, b]),
+                    pairs,
+                )
+            )
     return out
 
 
@@ -81,7 +114,7 @@ class Brainstorm:
 
 
 def read_brainstorm(path: str | Path, polarities: Sequence[str]) -> Brainstorm:
-    """A YAML file ``{subjects: [...], aspects: [...], opinions: {positive: [...], ...}}``; errors name the key."""
+    """A YAML file ``{subjects: [...], aspects: [...], opinions: {positive: [...], ...}}``; errors name it."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"synthesize.keypoint.brainstorm_file: no such file {path}")
@@ -89,8 +122,11 @@ def read_brainstorm(path: str | Path, polarities: Sequence[str]) -> Brainstorm:
     if not isinstance(data, dict):
         raise ValueError(f"synthesize.keypoint.brainstorm_file {path}: expected a mapping of lists")
     opinions = data.get("opinions") or {}
-    brainstorm = Brainstorm([str(x) for x in data.get("subjects") or []], [str(x) for x in data.get("aspects") or []],
-                            {str(k): [str(x) for x in v or []] for k, v in opinions.items()})
+    brainstorm = Brainstorm(
+        [str(x) for x in data.get("subjects") or []],
+        [str(x) for x in data.get("aspects") or []],
+        {str(k): [str(x) for x in v or []] for k, v in opinions.items()},
+    )
     problems = brainstorm.problems(polarities)
     if problems:
         raise ValueError(f"synthesize.keypoint.brainstorm_file {path}: {'; '.join(problems)}")
@@ -99,12 +135,18 @@ def read_brainstorm(path: str | Path, polarities: Sequence[str]) -> Brainstorm:
 
 def brainstorm_prompts(domain: str, polarities: Sequence[str], n: int) -> dict[str, list[Message]]:
     """One prompt per list: ``subjects``, ``aspects`` and ``opinions:<polarity>``."""
-    out = {"subjects": p.brainstorm_prompt(domain, "kinds of products or places a review could be about", n),
-           "aspects": p.brainstorm_prompt(domain, "aspect terms (parts, features or properties reviewers comment "
-                                          "on, one to three words each)", n)}
+    out = {
+        "subjects": p.brainstorm_prompt(domain, "kinds of products or places a review could be about", n),
+        "aspects": p.brainstorm_prompt(
+            domain,
+            "aspect terms (parts, features or properties reviewers comment on, one to three words each)",
+            n,
+        ),
+    }
     for q in polarities:
-        out[f"opinions:{q}"] = p.brainstorm_prompt(domain, f"opinion words or short phrases expressing a {q} "
-                                                   "sentiment about an aspect", n)
+        out[f"opinions:{q}"] = p.brainstorm_prompt(
+            domain, f"opinion words or short phrases expressing a {q} sentiment about an aspect", n
+        )
     return out
 
 
@@ -129,8 +171,15 @@ def _polarities(pattern: str, k: int, polarities: Sequence[str], rng: random.Ran
     return [rng.choice(polarities) for _ in range(k)]
 
 
-def plan_keypoint(brainstorm: Brainstorm, domain: str, n: int, patterns: dict[str, float], max_aspects: int,
-                  polarities: Sequence[str], rng: random.Random) -> list[Request]:
+def plan_keypoint(
+    brainstorm: Brainstorm,
+    domain: str,
+    n: int,
+    patterns: dict[str, float],
+    max_aspects: int,
+    polarities: Sequence[str],
+    rng: random.Random,
+) -> list[Request]:
     names, weights = list(patterns), list(patterns.values())
     out: list[Request] = []
     for _ in range(n):
@@ -144,13 +193,19 @@ def plan_keypoint(brainstorm: Brainstorm, domain: str, n: int, patterns: dict[st
         opinions = [rng.choice(brainstorm.opinions[q]) for q in pols if brainstorm.opinions.get(q)]
         pairs = tuple(zip(terms, pols))
         subject = rng.choice(brainstorm.subjects)
-        out.append(Request("keypoint", pattern, (), p.keypoint_prompt(domain, subject, pairs, opinions, pattern),
-                           pairs))
+        out.append(
+            Request(
+                "keypoint", pattern, (), p.keypoint_prompt(domain, subject, pairs, opinions, pattern), pairs
+            )
+        )
     return out
 
 
 def brainstorm_from_answers(answers: dict[str, str], polarities: Sequence[str]) -> Optional[Brainstorm]:
-    """The teacher's brainstorm, or None when a list came back empty (the key-point stream is then skipped)."""
-    b = Brainstorm(read_list(answers.get("subjects", "")), read_list(answers.get("aspects", "")),
-                   {q: read_list(answers.get(f"opinions:{q}", "")) for q in polarities})
+    """The teacher's brainstorm, or None when a list is empty (the key-point stream is then skipped)."""
+    b = Brainstorm(
+        read_list(answers.get("subjects", "")),
+        read_list(answers.get("aspects", "")),
+        {q: read_list(answers.get(f"opinions:{q}", "")) for q in polarities},
+    )
     return None if b.problems(polarities) else b

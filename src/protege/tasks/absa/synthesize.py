@@ -1,4 +1,4 @@
-"""The ``synthesize`` stage: synthetic labelled sentences from the teacher (both DS²-ABSA streams) or from a file.
+"""The ``synthesize`` stage: synthetic labelled sentences from the teacher (both DS²-ABSA streams) or a file.
 
 ``mode: live`` plans the requests (:mod:`protege.tasks.absa.synth_plan`) and sends them through the ledgered
 teacher in chunks, under a budget of calls and tokens checked before each chunk (a re-run finds every answer
@@ -40,7 +40,8 @@ class InstanceConfig(Section):
     """The instance-driven stream: new sentences written from seed sentences."""
 
     methods: list[Literal["paraphrase_one", "paraphrase_comb", "aspect_mask", "context_mask"]] = Field(
-        default_factory=lambda: list(plan.INSTANCE_METHODS), description="Which rewrites to ask for.")
+        default_factory=lambda: list(plan.INSTANCE_METHODS), description="Which rewrites to ask for."
+    )
     per_seed: int = Field(2, ge=0, description="Requests per seed sentence and per single-seed method.")
     combinations: int = Field(20, ge=0, description="paraphrase_comb requests (random pairs of seeds).")
     context_width: int = Field(3, ge=1, description="Words hidden by context_mask.")
@@ -50,28 +51,43 @@ class KeypointConfig(Section):
     """The key-point-driven stream: brainstorm lists, sample attributes, write sentences."""
 
     domain: str = Field("laptops", description="What the reviews are about, e.g. 'laptops' or 'restaurants'.")
-    brainstorm_file: Optional[str] = Field(None, description="YAML of lists {subjects, aspects, opinions: "
-                                           "{polarity: [...]}}; leave out to ask the teacher.")
+    brainstorm_file: Optional[str] = Field(
+        None,
+        description="YAML of lists {subjects, aspects, opinions: "
+        "{polarity: [...]}}; leave out to ask the teacher.",
+    )
     brainstorm_size: int = Field(20, ge=2, description="Items asked for per brainstormed list.")
     sentences: int = Field(40, ge=0, description="Key-point sentences to request.")
     max_aspects: int = Field(3, ge=1, description="Most aspects sampled for one sentence.")
     patterns: dict[Literal["consistent", "mixed", "implicit"], float] = Field(
         default_factory=lambda: {"consistent": 0.5, "mixed": 0.3, "implicit": 0.2},
-        description="Sampling weight of each sentiment pattern.")
+        description="Sampling weight of each sentiment pattern.",
+    )
 
 
 class SynthesizeConfig(Section):
     """Where synthetic sentences come from and how much the teacher may spend on them."""
 
-    mode: Literal["live", "import"] = Field("live", description="live: ask the teacher; import: read import_file.")
-    import_file: Optional[str] = Field(None, description="import: a DS²-ABSA file name (lap_all2_instance, "
-                                       "res15_all2_instance, res15_all5_instance) or a path of the same shape.")
-    import_dir: Optional[str] = Field(None, description="import: folder of the DS²-ABSA files; default "
-                                      "$PROTEGE_DS2_DIR, else ../shared/data/teacher_outputs/ds2_gpt35.")
-    import_teacher: str = Field("openai:gpt-3.5-turbo", description="import: the teacher recorded on the rows.")
+    mode: Literal["live", "import"] = Field(
+        "live", description="live: ask the teacher; import: read import_file."
+    )
+    import_file: Optional[str] = Field(
+        None,
+        description="import: a DS²-ABSA file name (lap_all2_instance, "
+        "res15_all2_instance, res15_all5_instance) or a path of the same shape.",
+    )
+    import_dir: Optional[str] = Field(
+        None,
+        description="import: folder of the DS²-ABSA files; default "
+        "$PROTEGE_DS2_DIR, else ../shared/data/teacher_outputs/ds2_gpt35.",
+    )
+    import_teacher: str = Field(
+        "openai:gpt-3.5-turbo", description="import: the teacher recorded on the rows."
+    )
     limit: Optional[int] = Field(None, ge=1, description="Keep at most this many rows (a seeded sample).")
-    streams: list[Literal["instance", "keypoint"]] = Field(default_factory=lambda: ["instance", "keypoint"],
-                                                           description="live: the streams to run.")
+    streams: list[Literal["instance", "keypoint"]] = Field(
+        default_factory=lambda: ["instance", "keypoint"], description="live: the streams to run."
+    )
     instance: InstanceConfig = Field(default_factory=InstanceConfig, description="The instance stream.")
     keypoint: KeypointConfig = Field(default_factory=KeypointConfig, description="The key-point stream.")
     max_calls: int = Field(500, ge=0, description="live: most teacher requests (brainstorm included).")
@@ -83,8 +99,10 @@ class SynthesizeConfig(Section):
     @model_validator(mode="after")
     def _check(self) -> "SynthesizeConfig":
         if self.mode == "import" and not self.import_file:
-            raise ValueError("synthesize.mode is import but synthesize.import_file is not set: name a DS²-ABSA file "
-                             "(lap_all2_instance, ...) or a path")
+            raise ValueError(
+                "synthesize.mode is import but synthesize.import_file is not set: name a DS²-ABSA file "
+                "(lap_all2_instance, ...) or a path"
+            )
         if self.mode == "live" and not self.streams:
             raise ValueError("synthesize.streams is empty: list instance and/or keypoint")
         return self
@@ -104,27 +122,39 @@ class Budget:
         self.tokens += sum(g.prompt_tokens + g.completion_tokens for g in generations)
 
     def as_dict(self) -> dict:
-        return {"calls": self.calls, "tokens": self.tokens, "max_calls": self.max_calls, "max_tokens": self.max_tokens}
+        return {
+            "calls": self.calls,
+            "tokens": self.tokens,
+            "max_calls": self.max_calls,
+            "max_tokens": self.max_tokens,
+        }
 
 
-def _ask(ctx: StageContext, cfg: SynthesizeConfig, prompts: list, budget: Budget, offset: int) -> list[Optional[str]]:
-    """Answers (None past the budget), chunk by chunk through the ledger; ``offset`` keeps sampling seeds unique."""
+def _ask(
+    ctx: StageContext, cfg: SynthesizeConfig, prompts: list, budget: Budget, offset: int
+) -> list[Optional[str]]:
+    """Answers (None past the budget), chunk by
+    chunk through the ledger; ``offset`` keeps sample seeds unique."""
     teacher, out = ctx.teacher, []
     for start in range(0, len(prompts), cfg.chunk_size):
         allowed = budget.allows(min(cfg.chunk_size, len(prompts) - start))
         if not allowed:
             break
-        chunk = prompts[start:start + allowed]
-        params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                seed=ctx.seed * 1_000_003 + offset + start)
+        chunk = prompts[start : start + allowed]
+        params = SamplingParams(
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            seed=ctx.seed * 1_000_003 + offset + start,
+        )
         answers = [g[0] for g in teacher.generate(chunk, params)]
         budget.spend(answers)
         out += [a.text for a in answers]
     return out + [None] * (len(prompts) - len(out))
 
 
-def _live_requests(ctx: StageContext, cfg: SynthesizeConfig, task: AbsaTask, budget: Budget,
-                   rng: random.Random) -> tuple[list[plan.Request], dict]:
+def _live_requests(
+    ctx: StageContext, cfg: SynthesizeConfig, task: AbsaTask, budget: Budget, rng: random.Random
+) -> tuple[list[plan.Request], dict]:
     seeds = examples_of(ctx.run.records.read(t.SEED))
     requests, notes = [], {}
     if "instance" in cfg.streams:
@@ -137,23 +167,33 @@ def _live_requests(ctx: StageContext, cfg: SynthesizeConfig, task: AbsaTask, bud
         else:
             asks = plan.brainstorm_prompts(k.domain, task.polarities, k.brainstorm_size)
             answers = _ask(ctx, cfg, list(asks.values()), budget, offset=10_000_000)
-            brainstorm = plan.brainstorm_from_answers(dict(zip(asks, [a or "" for a in answers])), task.polarities)
+            brainstorm = plan.brainstorm_from_answers(
+                dict(zip(asks, [a or "" for a in answers])), task.polarities
+            )
         if brainstorm is None:
             notes["keypoint"] = "skipped: the brainstorm came back with an empty list"
         else:
-            notes["brainstorm"] = {"subjects": len(brainstorm.subjects), "aspects": len(brainstorm.aspects),
-                                   "opinions": {q: len(v) for q, v in brainstorm.opinions.items()}}
-            requests += plan.plan_keypoint(brainstorm, k.domain, k.sentences, k.patterns, k.max_aspects,
-                                           task.polarities, rng)
+            notes["brainstorm"] = {
+                "subjects": len(brainstorm.subjects),
+                "aspects": len(brainstorm.aspects),
+                "opinions": {q: len(v) for q, v in brainstorm.opinions.items()},
+            }
+            requests += plan.plan_keypoint(
+                brainstorm, k.domain, k.sentences, k.patterns, k.max_aspects, task.polarities, rng
+            )
     return requests, notes
 
 
-def _live_rows(ctx: StageContext, cfg: SynthesizeConfig, task: AbsaTask, drops: Counter, issues: Issues) -> tuple:
+def _live_rows(
+    ctx: StageContext, cfg: SynthesizeConfig, task: AbsaTask, drops: Counter, issues: Issues
+) -> tuple:
     budget = Budget(cfg.max_calls, cfg.max_tokens)
     requests, notes = _live_requests(ctx, cfg, task, budget, random.Random(ctx.seed))
     if len(requests) > budget.allows(len(requests)):
-        console.warn(f"synthesize: {len(requests)} requests planned, the budget allows "
-                     f"{budget.allows(len(requests))} more (synthesize.max_calls / max_tokens)")
+        console.warn(
+            f"synthesize: {len(requests)} requests planned, the budget allows "
+            f"{budget.allows(len(requests))} more (synthesize.max_calls / max_tokens)"
+        )
     answers = _ask(ctx, cfg, [r.prompt for r in requests], budget, offset=0)
     teacher = f"{ctx.teacher.backend}:{ctx.teacher.model_id}"
     rows, parsed, normed = [], [], []
@@ -173,12 +213,27 @@ def _live_rows(ctx: StageContext, cfg: SynthesizeConfig, task: AbsaTask, drops: 
         parsed.append(written.parsed)
         normed.append(norm)
         issues.merge(norm.issues)
-        rows.append({"id": record_id(request.prompt, n), "sentence": written.sentence, "stream": request.stream,
-                     "method": request.method, "parents": list(request.parents), "raw_label": json.dumps(pairs),
-                     "aspects": dump_aspects(norm.aspects), "published": "", "teacher": teacher,
-                     "prompt_hash": record_id(request.prompt), "had_pairs": bool(pairs)})
-    summary = {"requests": len(requests), "budget": budget.as_dict(), **notes,
-               "generation": generation_rates(parsed, normed) if parsed else {}}
+        rows.append(
+            {
+                "id": record_id(request.prompt, n),
+                "sentence": written.sentence,
+                "stream": request.stream,
+                "method": request.method,
+                "parents": list(request.parents),
+                "raw_label": json.dumps(pairs),
+                "aspects": dump_aspects(norm.aspects),
+                "published": "",
+                "teacher": teacher,
+                "prompt_hash": record_id(request.prompt),
+                "had_pairs": bool(pairs),
+            }
+        )
+    summary = {
+        "requests": len(requests),
+        "budget": budget.as_dict(),
+        **notes,
+        "generation": generation_rates(parsed, normed) if parsed else {},
+    }
     return rows, summary
 
 
@@ -190,16 +245,32 @@ def _import_rows(cfg: SynthesizeConfig, task: AbsaTask, issues: Issues) -> tuple
         norm = normalise(r.sentence, r.raw, task, where=r.id)
         issues.merge(norm.issues)
         changed += norm.kept_verbatim != len(r.raw) or len(norm.aspects) != len(r.raw)
-        rows.append({"id": r.id, "sentence": r.sentence, "stream": "instance", "method": r.method,
-                     "parents": list(r.parents), "raw_label": json.dumps([list(x) for x in r.raw]),
-                     "aspects": dump_aspects(norm.aspects), "published": dump_aspects(r.aspects),
-                     "teacher": cfg.import_teacher, "prompt_hash": "", "had_pairs": bool(r.raw)})
-    return rows, {"source": loaded.source, "rows_read": len(loaded.rows),
-                  "rows_changed_by_normalisation": changed}
+        rows.append(
+            {
+                "id": r.id,
+                "sentence": r.sentence,
+                "stream": "instance",
+                "method": r.method,
+                "parents": list(r.parents),
+                "raw_label": json.dumps([list(x) for x in r.raw]),
+                "aspects": dump_aspects(norm.aspects),
+                "published": dump_aspects(r.aspects),
+                "teacher": cfg.import_teacher,
+                "prompt_hash": "",
+                "had_pairs": bool(r.raw),
+            }
+        )
+    return rows, {
+        "source": loaded.source,
+        "rows_read": len(loaded.rows),
+        "rows_changed_by_normalisation": changed,
+    }
 
 
 def _filter(ctx: StageContext, rows: list[dict], drops: Counter) -> list[dict]:
-    held_out = {s.strip() for name in (t.DEV, t.TEST, t.HARD) for s in ctx.run.records.read(name).get("sentence", [])}
+    held_out = {
+        s.strip() for name in (t.DEV, t.TEST, t.HARD) for s in ctx.run.records.read(name).get("sentence", [])
+    }
     seen = {s.strip() for s in ctx.run.records.read(t.SEED).get("sentence", [])}
     kept = []
     for row in rows:
@@ -227,11 +298,19 @@ def run(ctx: StageContext) -> dict:
     if cfg.limit is not None and len(rows) > cfg.limit:
         rows = random.Random(ctx.seed).sample(rows, cfg.limit)
     kept = _filter(ctx, rows, drops)
-    ctx.run.records.replace(t.SYNTHETIC, [{**r, "split": t.SYNTHETIC, "source": cfg.mode} for r in kept],
-                            stage=ctx.name)
-    summary.update({"mode": cfg.mode, "kept": len(kept), "dropped": dict(drops), "issues": issues.summary(),
-                    "methods": dict(Counter(r["method"] for r in kept)),
-                    "streams": dict(Counter(r["stream"] for r in kept))})
+    ctx.run.records.replace(
+        t.SYNTHETIC, [{**r, "split": t.SYNTHETIC, "source": cfg.mode} for r in kept], stage=ctx.name
+    )
+    summary.update(
+        {
+            "mode": cfg.mode,
+            "kept": len(kept),
+            "dropped": dict(drops),
+            "issues": issues.summary(),
+            "methods": dict(Counter(r["method"] for r in kept)),
+            "streams": dict(Counter(r["stream"] for r in kept)),
+        }
+    )
     ctx.run.write_json(t.SYNTH_SUMMARY, summary)
     console.info(f"synthesize: {len(kept)} rows kept, dropped {dict(drops)}")
     return {"kept": len(kept), "dropped": sum(drops.values())}

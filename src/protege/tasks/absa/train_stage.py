@@ -26,13 +26,20 @@ from protege.tasks.absa.task import AbsaTask
 class TrainConfig(TaggerConfig):
     """The tagger student and what it learns from."""
 
-    synthetic: Source = Field("auto", description="Synthetic labels learnt: auto (refined, else annotated, else "
-                              "normalised), refined, annotated, normalised, published, raw, or none.")
+    synthetic: Source = Field(
+        "auto",
+        description="Synthetic labels learnt: auto (refined, else annotated, else "
+        "normalised), refined, annotated, normalised, published, raw, or none.",
+    )
     synthetic_weight: float = Field(0.5, gt=0, le=1, description="Loss weight of a synthetic sentence.")
     soft_targets: bool = Field(True, description="Learn polarity distributions where annotate scored them.")
     seed_baseline: bool = Field(True, description="Also train the tagger on the seed alone, for comparison.")
-    threads: int = Field(1, ge=1, description="torch CPU threads while training: on a small shared CPU, extra "
-                         "intra-op threads spin rather than help.")
+    threads: int = Field(
+        1,
+        ge=1,
+        description="torch CPU threads while training: on a small shared CPU, extra "
+        "intra-op threads spin rather than help.",
+    )
 
 
 def _fit(ctx: StageContext, cfg: TrainConfig, name: str, rows, dev, scheme: TagScheme, info: dict) -> dict:
@@ -40,8 +47,14 @@ def _fit(ctx: StageContext, cfg: TrainConfig, name: str, rows, dev, scheme: TagS
     fitted = fit_tagger(base, rows, scheme, dev=dev, run=ctx.run, name=name, seed=ctx.seed)
     save_tagger(fitted.model, fitted.tokenizer, ctx.run.artifact(name), scheme, info)
     evals = [e["dev_pair_f1"] for e in fitted.result.evaluations if "dev_pair_f1" in e]
-    return {**info, "rows": len(rows), "steps": fitted.result.steps, "lost_aspects": fitted.lost_aspects,
-            "best_dev_pair_f1": max(evals) if evals else None, "seconds": round(fitted.result.seconds, 1)}
+    return {
+        **info,
+        "rows": len(rows),
+        "steps": fitted.result.steps,
+        "lost_aspects": fitted.lost_aspects,
+        "best_dev_pair_f1": max(evals) if evals else None,
+        "seconds": round(fitted.result.seconds, 1),
+    }
 
 
 def run(ctx: StageContext) -> dict:
@@ -50,20 +63,42 @@ def run(ctx: StageContext) -> dict:
     scheme = TagScheme(tuple(task.labels))
     seed, dev = examples_of(ctx.run.records.read(t.SEED)), examples_of(ctx.run.records.read(t.DEV))
     if not seed:
-        raise ValueError("train: the seed table is empty; run the data stage (data.seed_split / data.seed_file)")
+        raise ValueError(
+            "train: the seed table is empty; run the data stage (data.seed_split / data.seed_file)"
+        )
     source, synthetic, dists = synthetic_examples(ctx.run, cfg.synthetic, task)
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        trained = {t.STUDENT: _fit(ctx, cfg, t.STUDENT, training_set(seed, synthetic, cfg.synthetic_weight,
-                                                                      dists if cfg.soft_targets else None),
-                                   dev, scheme, {"synthetic": source, "synthetic_rows": len(synthetic),
-                                                 "soft_targets": bool(dists) and cfg.soft_targets})}
+        trained = {
+            t.STUDENT: _fit(
+                ctx,
+                cfg,
+                t.STUDENT,
+                training_set(seed, synthetic, cfg.synthetic_weight, dists if cfg.soft_targets else None),
+                dev,
+                scheme,
+                {
+                    "synthetic": source,
+                    "synthetic_rows": len(synthetic),
+                    "soft_targets": bool(dists) and cfg.soft_targets,
+                },
+            )
+        }
         if cfg.seed_baseline:
-            trained[t.SEED_STUDENT] = _fit(ctx, cfg, t.SEED_STUDENT, training_set(seed, [], 1.0), dev, scheme,
-                                           {"synthetic": "none", "synthetic_rows": 0, "soft_targets": False})
+            trained[t.SEED_STUDENT] = _fit(
+                ctx,
+                cfg,
+                t.SEED_STUDENT,
+                training_set(seed, [], 1.0),
+                dev,
+                scheme,
+                {"synthetic": "none", "synthetic_rows": 0, "soft_targets": False},
+            )
     finally:
         torch.set_num_threads(threads)
     ctx.run.write_json(t.TRAINED, trained)
     console.info(f"train: student on {len(seed)} seed + {len(synthetic)} synthetic ({source}) sentences")
-    return {name: {"rows": v["rows"], "best_dev_pair_f1": v["best_dev_pair_f1"]} for name, v in trained.items()}
+    return {
+        name: {"rows": v["rows"], "best_dev_pair_f1": v["best_dev_pair_f1"]} for name, v in trained.items()
+    }
