@@ -32,7 +32,7 @@ from protege.tasks.absa.parse import parse_pairs
 from protege.tasks.absa.polarity import CONTENT_FREE, calibrate_polarities, polarity_words, score_aspects
 from protege.tasks.absa.prompts import pairs_prompt
 from protege.tasks.absa.rows import dump_aspects, examples_of
-from protege.tasks.absa.student import training_set
+from protege.tasks.absa.student import torch_threads, training_set
 from protege.tasks.absa.tagger import TaggerConfig, fit_tagger, predict_aspects
 from protege.tasks.absa.tags import TagScheme
 from protege.tasks.absa.task import AbsaExample, AbsaTask, Aspect, Issues
@@ -89,10 +89,17 @@ def _tagged(ctx: StageContext, examples: list[AbsaExample], task: AbsaTask) -> l
     cfg = TaggerConfig(**{k: getattr(train_cfg, k) for k in TaggerConfig.model_fields})
     scheme = TagScheme(tuple(task.labels))
     seed, dev = examples_of(ctx.run.records.read(t.SEED)), examples_of(ctx.run.records.read(t.DEV))
-    fitted = fit_tagger(
-        cfg, training_set(seed, [], 1.0), scheme, dev=dev, run=ctx.run, name="annotate-tagger", seed=ctx.seed
-    )
-    found = predict_aspects(fitted.model, fitted.tokenizer, scheme, examples, max_length=cfg.max_length)
+    with torch_threads(getattr(train_cfg, "threads", 1)):
+        fitted = fit_tagger(
+            cfg,
+            training_set(seed, [], 1.0),
+            scheme,
+            dev=dev,
+            run=ctx.run,
+            name="annotate-tagger",
+            seed=ctx.seed,
+        )
+        found = predict_aspects(fitted.model, fitted.tokenizer, scheme, examples, max_length=cfg.max_length)
     return [AbsaExample(e.id, e.sentence, found[e.id]) for e in examples]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from pydantic import Field
 
 from protege.core.run import Run
@@ -20,6 +19,7 @@ from protege.stage import StageContext
 from protege.tasks.absa import tables as t
 from protege.tasks.absa.metrics import absa_scores, labels_of, multi_polarity_ids
 from protege.tasks.absa.rows import examples_of
+from protege.tasks.absa.student import torch_threads
 from protege.tasks.absa.tagger import predict_aspects
 from protege.tasks.absa.tags import TagScheme
 from protege.tasks.absa.task import AbsaTask
@@ -69,9 +69,8 @@ def run(ctx: StageContext) -> dict:
     hard = examples_of(ctx.run.records.read(t.HARD))
     if hard:
         sets["hard_test"] = hard
-    models, threads = {}, torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    models: dict = {}
+    with torch_threads(cfg.threads):
         for name in (t.STUDENT, t.SEED_STUDENT):
             folder = ctx.run.artifacts / name
             if not folder.is_dir():
@@ -87,8 +86,6 @@ def run(ctx: StageContext) -> dict:
                 models[name][split] = absa_scores(
                     gold, pred, task.labels, {"multi_polarity": multi_polarity_ids(gold)}
                 )
-    finally:
-        torch.set_num_threads(threads)
     if not models:
         raise ValueError("evaluate: no trained tagger in this run; run the train stage first")
     synth, annotate = _artifact(ctx.run, t.SYNTH_SUMMARY), _artifact(ctx.run, t.ANNOTATE_SUMMARY)

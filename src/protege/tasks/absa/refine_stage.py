@@ -19,7 +19,7 @@ from protege.tasks.absa import tables as t
 from protege.tasks.absa.labels import Source, synthetic_examples
 from protege.tasks.absa.refine import RefineConfig
 from protege.tasks.absa.rows import dump_aspects, examples_of
-from protege.tasks.absa.student import raw_aspects, raw_label_of, self_train
+from protege.tasks.absa.student import raw_aspects, raw_label_of, self_train, torch_threads
 from protege.tasks.absa.tagger import TaggerConfig
 from protege.tasks.absa.tags import TagScheme
 from protege.tasks.absa.task import AbsaTask
@@ -39,6 +39,11 @@ class RefineStageConfig(Section):
     )
     token_drop: float = Field(0.1, ge=0, lt=1, description="Input noise: share of labelled pieces masked.")
     dropout: float = Field(0.2, ge=0, lt=1, description="Model noise: dropout set on every dropout layer.")
+    threads: int = Field(
+        1,
+        ge=1,
+        description="torch CPU threads while training (extra ones spin on a busy CPU).",
+    )
     merge: RefineConfig = Field(
         default_factory=RefineConfig, description="How predictions revise the labels."
     )
@@ -75,18 +80,19 @@ def run(ctx: StageContext) -> dict:
     )
     noisy = base.model_copy(update={"token_drop": cfg.token_drop, "dropout": cfg.dropout})
     seed, dev = examples_of(ctx.run.records.read(t.SEED)), examples_of(ctx.run.records.read(t.DEV))
-    refined, history = self_train(
-        noisy,
-        cfg.merge,
-        cfg.rounds,
-        seed,
-        synthetic,
-        dev,
-        TagScheme(tuple(task.labels)),
-        cfg.weight,
-        run=ctx.run,
-        random_seed=ctx.seed * 100,
-    )
+    with torch_threads(cfg.threads):
+        refined, history = self_train(
+            noisy,
+            cfg.merge,
+            cfg.rounds,
+            seed,
+            synthetic,
+            dev,
+            TagScheme(tuple(task.labels)),
+            cfg.weight,
+            run=ctx.run,
+            random_seed=ctx.seed * 100,
+        )
     before = {e.id: e.aspects for e in synthetic}
     ctx.run.records.replace(
         t.REFINED,

@@ -14,8 +14,11 @@ of each round is reported.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+import torch
 
 from protege.core.run import Run
 from protege.tasks.absa.refine import RefineConfig, refine_labels
@@ -24,6 +27,18 @@ from protege.tasks.absa.tags import TagScheme
 from protege.tasks.absa.task import AbsaExample, AbsaTask, Aspect
 
 VARIANTS = ("raw", "normalised", "published")
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` for a block: on a small CPU shared with other work the default
+    threads spin against each other (a tiny training ran 40x faster with one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def raw_aspects(sentence: str, pairs: Sequence[Sequence[Any]], task: AbsaTask) -> tuple[Aspect, ...]:

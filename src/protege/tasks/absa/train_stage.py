@@ -9,7 +9,6 @@ seed alone (``artifacts/seed_student``), the comparison that says whether the sy
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field
 
 from protege.core import console
@@ -17,7 +16,7 @@ from protege.stage import StageContext
 from protege.tasks.absa import tables as t
 from protege.tasks.absa.labels import Source, synthetic_examples
 from protege.tasks.absa.rows import examples_of
-from protege.tasks.absa.student import training_set
+from protege.tasks.absa.student import torch_threads, training_set
 from protege.tasks.absa.tagger import TaggerConfig, fit_tagger, save_tagger
 from protege.tasks.absa.tags import TagScheme
 from protege.tasks.absa.task import AbsaTask
@@ -67,9 +66,7 @@ def run(ctx: StageContext) -> dict:
             "train: the seed table is empty; run the data stage (data.seed_split / data.seed_file)"
         )
     source, synthetic, dists = synthetic_examples(ctx.run, cfg.synthetic, task)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         trained = {
             t.STUDENT: _fit(
                 ctx,
@@ -95,8 +92,6 @@ def run(ctx: StageContext) -> dict:
                 scheme,
                 {"synthetic": "none", "synthetic_rows": 0, "soft_targets": False},
             )
-    finally:
-        torch.set_num_threads(threads)
     ctx.run.write_json(t.TRAINED, trained)
     console.info(f"train: student on {len(seed)} seed + {len(synthetic)} synthetic ({source}) sentences")
     return {
