@@ -135,7 +135,7 @@ def test_live_run_writes_every_table_with_provenance(live_run):
         synthetic["prompt_hash"].str.len().eq(16).all() and synthetic["raw_label"].str.startswith("[").all()
     )
     summary = run.read_json(t.SYNTH_SUMMARY)
-    assert summary["dropped"]["equals_dev_or_test"] == 1  # the scripted teacher copied a dev sentence once
+    assert summary["dropped"]["equals_dev_or_test"] >= 1  # the scripted teacher copied a dev sentence
     assert summary["dropped"]["no_sentence"] >= 1  # garbage answers are counted, never fatal
     assert (
         0 < summary["generation"]["parse_rate"] <= 1 and summary["budget"]["calls"] == summary["requests"] + 5

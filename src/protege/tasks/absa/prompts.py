@@ -154,9 +154,9 @@ class Written:
     parsed: Parsed
 
 
-_SENTENCE = re.compile(r"^\s*\**\s*sentence\s*\**\s*:\s*(.+)$", re.IGNORECASE | re.MULTILINE)
+_SENTENCE = re.compile(r"^\s*\**\s*sentence\s*\**\s*:\s*\**\s*(.+)$", re.IGNORECASE | re.MULTILINE)
 _ASPECTS = re.compile(
-    r"^\s*\**\s*(?:aspects|labels|pairs)\s*\**\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE | re.DOTALL
+    r"^\s*\**\s*(?:aspects|labels|pairs)\s*\**\s*:\s*\**\s*(.*)$", re.IGNORECASE | re.MULTILINE | re.DOTALL
 )
 
 

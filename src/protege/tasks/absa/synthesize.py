@@ -133,23 +133,35 @@ class Budget:
 def _ask(
     ctx: StageContext, cfg: SynthesizeConfig, prompts: list, budget: Budget, offset: int
 ) -> list[Optional[str]]:
-    """Answers (None past the budget), chunk by
-    chunk through the ledger; ``offset`` keeps sample seeds unique."""
-    teacher, out = ctx.teacher, []
-    for start in range(0, len(prompts), cfg.chunk_size):
-        allowed = budget.allows(min(cfg.chunk_size, len(prompts) - start))
-        if not allowed:
-            break
-        chunk = prompts[start : start + allowed]
-        params = SamplingParams(
-            max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            seed=ctx.seed * 1_000_003 + offset + start,
-        )
-        answers = [g[0] for g in teacher.generate(chunk, params)]
-        budget.spend(answers)
-        out += [a.text for a in answers]
-    return out + [None] * (len(prompts) - len(out))
+    """Answers (None past the budget), chunk by chunk through the ledger.
+
+    A prompt asked again (``per_seed`` > 1) goes out in a later pass with another sampling seed: one prompt
+    with the same parameters is one ledger entry, so it would come back as the same sentence.
+    """
+    seen: Counter = Counter()
+    repeat = []
+    for prompt in prompts:
+        key = json.dumps(prompt, sort_keys=True)
+        repeat.append(seen[key])
+        seen[key] += 1
+    teacher, out = ctx.teacher, [None] * len(prompts)
+    for k in range(max(repeat, default=-1) + 1):
+        todo = [i for i, r in enumerate(repeat) if r == k]
+        for start in range(0, len(todo), cfg.chunk_size):
+            allowed = budget.allows(min(cfg.chunk_size, len(todo) - start))
+            if not allowed:
+                return out
+            chunk = todo[start : start + allowed]
+            params = SamplingParams(
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature,
+                seed=ctx.seed * 1_000_003 + offset + 100_000 * k + start,
+            )
+            answers = [g[0] for g in teacher.generate([prompts[i] for i in chunk], params)]
+            budget.spend(answers)
+            for i, answer in zip(chunk, answers):
+                out[i] = answer.text
+    return out
 
 
 def _live_requests(
