@@ -151,6 +151,8 @@ def test_annotate_refine_train_evaluate_and_report(live_run):
     # the scripted teacher puts its mass on the cue word's polarity; mean calibration keeps that the argmax
     labels = [a["polarity"] for cell in annotated["aspects"] for a in json.loads(cell)]
     assert labels == [max(d, key=d.get) for d in dists]
+    candidates = [c for cell in annotated["candidates"] for c in json.loads(cell)]
+    assert [c[0] for c in candidates] == labels  # the most probable polarity leads each candidate set
     assert run.read_json(t.ANNOTATE_SUMMARY)["aspects_scored"] > 0
     refine = run.read_json(t.REFINE_SUMMARY)
     assert [r["round"] for r in refine["rounds"]] == [1, 2] and refine["labels"] == "annotated"

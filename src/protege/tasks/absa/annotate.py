@@ -23,6 +23,7 @@ from pydantic import Field
 
 from protege.core.records import record_id
 from protege.core.section import Section
+from protege.models import calibration as cal
 from protege.models.base import SamplingParams
 from protege.stage import StageContext
 from protege.tasks.absa import tables as t
@@ -66,6 +67,16 @@ class AnnotateConfig(Section):
     )
     shots: int = Field(4, ge=0, description="generate: seed sentences shown, the most similar first.")
     max_new_tokens: int = Field(64, ge=8, description="generate: tokens per answer.")
+    candidate_threshold: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="polarity: below this top probability the teacher counts as unsure and "
+        "the aspect's candidates are the fewest polarities holding candidate_mass.",
+    )
+    candidate_mass: float = Field(
+        0.9, gt=0, le=1, description="polarity: mass an unsure candidate set holds."
+    )
     limit: Optional[int] = Field(
         None, ge=1, description="Label at most this many sentences (the first ones)."
     )
@@ -116,6 +127,15 @@ def _polarity(ctx: StageContext, cfg: AnnotateConfig, task: AbsaTask, examples: 
     tag, rows, k, agree = f"{ctx.teacher.backend}:{ctx.teacher.model_id}", [], 0, []
     for e in examples:
         dists = [dict(zip(task.labels, map(float, probs[k + j]))) for j in range(len(e.aspects))]
+        candidates = [
+            [
+                task.labels[i]
+                for i in cal.candidate_set(
+                    probs[k + j], threshold=cfg.candidate_threshold, mass=cfg.candidate_mass
+                )
+            ]
+            for j in range(len(e.aspects))
+        ]
         k += len(e.aspects)
         relabelled = tuple(
             Aspect(a.start, a.end, a.term, max(q, key=q.get)) for a, q in zip(e.aspects, dists)
@@ -127,6 +147,7 @@ def _polarity(ctx: StageContext, cfg: AnnotateConfig, task: AbsaTask, examples: 
                 "sentence": e.sentence,
                 "aspects": dump_aspects(relabelled),
                 "distributions": json.dumps(dists),
+                "candidates": json.dumps(candidates),
                 "raw_label": "",
                 "mode": "polarity",
                 "teacher": tag,
@@ -139,6 +160,7 @@ def _polarity(ctx: StageContext, cfg: AnnotateConfig, task: AbsaTask, examples: 
     summary = {
         "aspects_scored": len(items),
         "calibration": cfg.calibration,
+        "unsure_aspects": sum(len(c) > 1 for r in rows for c in json.loads(r["candidates"])),
         "polarity_counts": {q: int((counts == i).sum()) for i, q in enumerate(task.labels)},
         "agreement_with_previous_label": float(np.mean(agree)) if agree and cfg.aspects == "gold" else None,
     }

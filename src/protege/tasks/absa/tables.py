@@ -67,7 +67,7 @@ OUTPUTS = (
         ANNOTATED,
         "table",
         "teacher labels for synthetic or pool sentences (polarity distributions or pairs)",
-        ("id", "sentence", "aspects", "distributions", "mode", "teacher", "prompt_hash"),
+        ("id", "sentence", "aspects", "distributions", "candidates", "mode", "teacher", "prompt_hash"),
     ),
     Output(
         ANNOTATE_SUMMARY,
