@@ -37,8 +37,8 @@ def _scores(models: dict) -> Table:
         [
             "model",
             "test set",
+            "subset",
             "sentences",
-            "n",
             "pair F1",
             "pair P",
             "pair R",

@@ -31,6 +31,7 @@ from protege.tasks.absa import tables as t
 from protege.tasks.absa.data import load_ds2_synthetic
 from protege.tasks.absa.ground import normalise
 from protege.tasks.absa.metrics import generation_rates
+from protege.tasks.absa.parse import parse_pairs
 from protege.tasks.absa.prompts import read_written
 from protege.tasks.absa.rows import dump_aspects, examples_of
 from protege.tasks.absa.task import AbsaTask, Issues
@@ -254,7 +255,8 @@ def _import_rows(cfg: SynthesizeConfig, task: AbsaTask, issues: Issues) -> tuple
     issues.merge(loaded.issues)
     rows, changed = [], 0
     for r in loaded.rows:
-        norm = normalise(r.sentence, r.raw, task, where=r.id)
+        # parse_pairs splits pairs GPT-3.5 fused into one string ("keyboard, 'negative")
+        norm = normalise(r.sentence, parse_pairs(list(r.raw)).pairs, task, where=r.id)
         issues.merge(norm.issues)
         changed += norm.kept_verbatim != len(r.raw) or len(norm.aspects) != len(r.raw)
         rows.append(
