@@ -250,6 +250,42 @@ def live(n: int, args, log: Path) -> None:
     print(f"live-train: pair F1 {record['pair']['f1']:.3f}", flush=True)
 
 
+def from_run(run_dir: Path, log: Path, done: set) -> None:
+    """The quickstart's two taggers (same settings as here) as the ``seed`` and ``refined`` cells of lap 2 %,
+    seed 0: re-predicted on the test split so their intervals are computed like every other cell's."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    test = load_semeval("lap", "test", TASK).examples
+    trained = json.loads((run_dir / "artifacts" / "train.json").read_text())
+    for folder, variant in (("seed_student", "seed"), ("student", "refined")):
+        key = f"lap:2:{variant}:0"
+        if key in done:
+            continue
+        path = run_dir / "artifacts" / folder
+        model, tokenizer = (
+            AutoModelForTokenClassification.from_pretrained(path),
+            AutoTokenizer.from_pretrained(path),
+        )
+        pred = predict_aspects(model, tokenizer, SCHEME, test)
+        gold = labels_of(test)
+        record = {
+            "key": key,
+            "dataset": "lap",
+            "seed_pct": "2",
+            "variant": variant,
+            "training_seed": 0,
+            "source": f"quickstart run {run_dir}",
+            "train_rows": trained[folder]["rows"],
+            "pair": pair_scores(gold, pred).as_dict(),
+            "aspect": aspect_scores(gold, pred).as_dict(),
+            "seconds": trained[folder]["seconds"],
+            "pred": {i: [a.as_dict() for a in v] for i, v in pred.items()},
+        }
+        with log.open("a") as fh:
+            fh.write(json.dumps(record, default=str) + "\n")
+        print(f"{key} (from {run_dir}): pair F1 {record['pair']['f1']:.3f}", flush=True)
+
+
 def summarise(log: Path) -> dict:
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     out: dict = {
@@ -301,6 +337,7 @@ def main() -> None:
     ap.add_argument("--live", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--summarise-only", action="store_true")
+    ap.add_argument("--from-run", type=Path, help="take lap 2 %% seed/refined (seed 0) from a quickstart run")
     args = ap.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.variants = args.variants.split(",")
@@ -312,7 +349,9 @@ def main() -> None:
         if log.exists()
         else set()
     )
-    if not args.summarise_only:
+    if args.from_run:
+        from_run(args.from_run, log, done)
+    elif not args.summarise_only:
         for setting in args.settings.split(","):
             dataset, pct = setting.split(":")
             run_setting(dataset, pct, args, done, log)
