@@ -15,8 +15,26 @@ distributions, renormalised.
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import numpy as np
 
+
+def group_scores(word_scores: Sequence[float], owners: Sequence[int], groups: int) -> list[float]:
+    """Per-group log-probability: log of the summed probabilities of the words each group owns.
+
+    ``owners[i]`` is the group (label, polarity, ...) of the word scored ``word_scores[i]``; a label with
+    several verbalizers gets the log-sum-exp of their scores. A group without words scores ``-inf``.
+    """
+    if len(word_scores) != len(owners):
+        raise ValueError(f"expected {len(owners)} word scores, got {len(word_scores)}")
+    out = []
+    for g in range(groups):
+        mine = [s for s, o in zip(word_scores, owners) if o == g]
+        top = max(mine, default=-math.inf)
+        out.append(top + math.log(sum(math.exp(s - top) for s in mine)) if top > -math.inf else -math.inf)
+    return out
 
 
 def log_normalise(scores: np.ndarray) -> np.ndarray:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from protege.stage import Family
+from protege.tasks.absa.family import FAMILY as ABSA
 from protege.tasks.classify.family import FAMILY as CLASSIFICATION
 from protege.tasks.lm.family import FAMILY as LM
 from protege.tasks.reasoning.family import FAMILY as REASONING
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (CLASSIFICATION, LM, REASONING)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (CLASSIFICATION, LM, REASONING, ABSA)}
 
 
 def family(name: str) -> Family:

@@ -8,7 +8,6 @@ always gives the same prompt, and the ledger recognises it.
 
 from __future__ import annotations
 
-import math
 from typing import Literal, Sequence
 
 from pydantic import Field, model_validator
@@ -16,6 +15,7 @@ from pydantic import Field, model_validator
 from protege.core.errors import UserError
 from protege.models.base import Prompt
 from protege.core.section import Section, check_template
+from protege.models.calibration import group_scores
 
 
 class FewShotExample(Section):
@@ -102,15 +102,7 @@ def label_of_continuation(task: ClassificationTask) -> list[int]:
 
 def label_scores(task: ClassificationTask, word_scores: Sequence[float]) -> list[float]:
     """Per-label log-probability: log of the summed probabilities of that label's verbalizers."""
-    owners = label_of_continuation(task)
-    if len(word_scores) != len(owners):
-        raise ValueError(f"expected {len(owners)} verbalizer scores, got {len(word_scores)}")
-    out = []
-    for i in range(len(task.labels)):
-        mine = [s for s, o in zip(word_scores, owners) if o == i]
-        top = max(mine)
-        out.append(top + math.log(sum(math.exp(s - top) for s in mine)) if top > -math.inf else -math.inf)
-    return out
+    return group_scores(word_scores, label_of_continuation(task), len(task.labels))
 
 
 def _body(task: ClassificationTask, template: str, text: str) -> str:
