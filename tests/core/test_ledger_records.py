@@ -123,3 +123,16 @@ def test_replace_swaps_the_whole_table(tmp_path):
     store.replace("sel", [{"id": "9"}])
     assert store.read("sel")["id"].tolist() == ["9"]
     assert store.read("missing").empty
+
+
+def test_a_nan_among_strings_is_stored_as_missing_not_refused(tmp_path):
+    from protege.core.records import RecordStore
+
+    store = RecordStore(tmp_path / "records")
+    # unlabelled pool texts first (pandas gives NaN for their gold), labelled dev texts after
+    store.append("annotated", [{"id": "a", "gold": float("nan"), "p": 0.5}, {"id": "b", "gold": "positive",
+                                                                            "p": float("nan")}])
+    frame = store.read("annotated").set_index("id")
+    assert frame.loc["a", "gold"] != frame.loc["a", "gold"] or frame.loc["a", "gold"] is None
+    assert frame.loc["b", "gold"] == "positive"
+    assert frame.loc["a", "p"] == 0.5 and frame.loc["b", "p"] != frame.loc["b", "p"]  # NaN stays a missing float

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -59,6 +60,11 @@ class RecordStore:
         for row in rows:
             if "id" not in row:
                 raise ValueError(f"record for table {table!r} has no 'id': {sorted(row)}")
+            # pandas spells a missing value NaN even in a column of strings (an unlabelled text's gold label);
+            # Arrow would then type the column from its first rows and refuse the strings after them.
+            for key, value in row.items():
+                if isinstance(value, float) and math.isnan(value):
+                    row[key] = None
             for col in PROVENANCE:
                 row.setdefault(col, "")
             row["stage"] = row["stage"] or stage
