@@ -69,7 +69,8 @@ def _sections(fam: Family) -> set[str]:
 
 
 def family_of(data: dict, source: str = "<recipe>") -> Family:
-    """The family a recipe mapping belongs to: its ``family`` key, else the one family owning all its sections."""
+    """The family a recipe mapping belongs to: its ``family`` key, else the first registered family owning all its
+    sections (with no stage section at all, the key is required)."""
     keys = set(data) - BASE_KEYS
     named = data.get("family")
     if named is not None:
@@ -85,13 +86,15 @@ def family_of(data: dict, source: str = "<recipe>") -> Family:
                                   f"{fam.name}: remove it, or set family: {owners[0]}.")
         return fam
     candidates = [f for f in FAMILIES.values() if keys <= _sections(f)]
-    if len(candidates) == 1:
-        return candidates[0]
     if not candidates:
         raise RecipeError(f"{source}: its sections {sorted(keys)} belong to no single family: say which with "
                           f"'family: ...' (one of {', '.join(FAMILIES)}) and remove the others' sections.")
-    raise RecipeError(f"{source}: add 'family: ...' to say which family this recipe is "
-                      f"({' or '.join(f.name for f in candidates)}).")
+    if len(candidates) > 1 and not keys - {"task", "report"}:
+        raise RecipeError(f"{source}: add 'family: ...' to say which family this recipe is "
+                          f"({' or '.join(f.name for f in candidates)}).")
+    # Sections several families share (data, task, train, ...): the first registered of them, as recipes written
+    # before families were named were classification or language-model recipes. Say `family:` to be explicit.
+    return candidates[0]
 
 
 class RecipeError(UserError):

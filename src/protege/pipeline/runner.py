@@ -122,7 +122,7 @@ def _stored_signatures(run: Run, recipe: Recipe) -> dict[str, Optional[str]]:
         except RecipeError as err:
             console.warn(f"{run.path} was written by an older protege and its recipe.yaml no longer validates "
                          f"({str(err).splitlines()[-1].strip()}): stages {legacy} will run again; the ledger "
-                         "still answers every teacher call they paid for")
+                         "still answers every teacher call they paid for", code="old_run_recipe")
             return stored
         old_sigs = {s.name: s.signature for s in signatures(old)}
         stored.update({n: old_sigs.get(n) for n in legacy})

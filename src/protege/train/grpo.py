@@ -216,7 +216,8 @@ class PolicyObjective:
             check_token_kd(teacher_tokenizer, student_tokenizer)
             reason = never_opens(config.kd, drop_zero_variance=config.drop_zero_variance, group_size=group_size)
             if reason is not None:
-                console.warn(f"the KD term can never apply, so the teacher will never run: {reason}")
+                console.warn(f"the KD term can never apply, so the teacher will never run: {reason}",
+                             code="kd_never_applies")
         self.config = config
         self.teacher = _frozen(teacher)
         self.reference = _frozen(reference)

@@ -206,7 +206,7 @@ def _live_rows(
         console.warn(
             f"synthesize: {len(requests)} requests planned, the budget allows "
             f"{budget.allows(len(requests))} more (synthesize.max_calls / max_tokens)"
-        )
+        , code="synthesis_short")
     answers = _ask(ctx, cfg, [r.prompt for r in requests], budget, offset=0)
     teacher = f"{ctx.teacher.backend}:{ctx.teacher.model_id}"
     rows, parsed, normed = [], [], []

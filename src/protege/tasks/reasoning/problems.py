@@ -53,7 +53,7 @@ def run(ctx: "StageContext") -> dict:
     for split, n in counts.items():
         if by_split[split] < n:
             console.warn(f"problems: {task.source} has {by_split[split]} {split} problems, fewer than problems."
-                         f"{split}={n}")
+                         f"{split}={n}", code="few_problems")
     if not by_split["train"] or not by_split["test"]:
         raise ValueError(f"problems: {task.source} gives {by_split['train']} train and {by_split['test']} test "
                          f"problems; the family needs both (a larger file, or lower counts)")

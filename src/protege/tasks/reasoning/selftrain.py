@@ -136,7 +136,7 @@ class PairExamples:
                 lengths.append(n)
         if len(chosen) < len(pairs):
             console.warn(f"{len(pairs) - len(chosen)} of {len(pairs)} pairs dropped: the prompt alone fills "
-                         f"max_length={max_length} tokens; raise max_length to keep them")
+                         f"max_length={max_length} tokens; raise max_length to keep them", code="pairs_dropped")
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         return cls(chosen, rejected, lengths, pad)
 
