@@ -72,10 +72,14 @@ def test_the_evaluation_times_the_teacher_through_the_ledger_and_once(tmp_path):
 
 
 def test_no_stage_asks_the_bare_backend():
-    """The route's bare backend is for the weights (teacher preparation fine-tunes them), never for requests."""
+    """The route's bare backend is for the weights (teacher preparation fine-tunes them) and facts about the model
+    (its tokenizer, its size), never for requests: those go through ``ctx.teacher``, the ledger."""
     users = {p.relative_to(SRC).as_posix() for p in (SRC / "tasks").rglob("*.py")
              if re.search(r"route\.backend\(\)", p.read_text())}
-    assert users <= {"tasks/classify/prepare.py"}, users
+    weights_or_facts = {"tasks/classify/prepare.py", "tasks/reasoning/prepare.py",
+                        "tasks/classify/annotate.py",  # which verbalizers are several tokens (its tokenizer)
+                        "tasks/classify/evaluate.py"}  # the teacher's parameter count for the report
+    assert users <= weights_or_facts, users
 
 
 def test_scoring_counts_tokens_with_the_teachers_tokenizer_and_prices_them(tmp_path):

@@ -65,7 +65,7 @@ def test_an_unreachable_hub_is_found_without_waiting(tmp_path, monkeypatch):
 
 def test_a_wrong_student_is_found_before_any_teacher_call(serve, tmp_path, offline):
     server = serve()
-    path = recipe(tmp_path, server.url, extra="train: {student: minilm-l7}\n")
+    path = recipe(tmp_path, server.url, extra="select: {budget: 5}\ntrain: {student: minilm-l7}\n")
     output, _ = refused(path)
     assert "train.student" in output and "minilm-l7" in output and "minilm-l6" in output
     assert server.count == 0

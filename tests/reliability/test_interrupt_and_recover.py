@@ -106,7 +106,7 @@ def corrupt_first_shard(run: Run, table: str) -> Path:
 
 def test_a_damaged_shard_is_named_with_the_command_that_remakes_it(serve, tmp_path):
     server = serve()
-    path = recipe(tmp_path, server.url, n=20)
+    path = recipe(tmp_path, server.url, n=40)
     run = run_recipe(load_recipe(path))
     shard = corrupt_first_shard(run, "annotated")
     path.write_text(path.read_text() + "select: {budget: 4}\n")
@@ -122,7 +122,7 @@ def test_a_damaged_shard_is_named_with_the_command_that_remakes_it(serve, tmp_pa
 
 def test_a_removed_table_points_at_force_not_at_running_the_stage_first(serve, tmp_path):
     server = serve()
-    path = recipe(tmp_path, server.url, n=20)
+    path = recipe(tmp_path, server.url, n=40)
     run = run_recipe(load_recipe(path))
     for shard in (run.path / "records" / "annotated").glob("part-*.parquet"):
         shard.unlink()

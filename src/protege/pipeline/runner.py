@@ -290,7 +290,7 @@ def _explain(exc: BaseException, recipe: Recipe, run: Run, fam: Family, steps: l
     if isinstance(exc, ShardCorrupt):
         writer = next((s.name for s in steps if exc.table in s.stage.writes), None)
         return ShardCorrupt(f"{exc}{where}. {_remake(recipe, writer)}", path=exc.path, table=exc.table)
-    if step is not None and isinstance(exc, (ValueError, FileNotFoundError)) and not isinstance(exc, ProtegeError):
+    if step is not None and isinstance(exc, (ValueError, FileNotFoundError)) and not isinstance(exc, InputMissing):
         present = set(run.records.tables())
         for name in step.stage.reads:
             writer = next((s.name for s in reversed(steps[: steps.index(step)]) if name in s.stage.writes), None)
