@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
 from rich.console import Console
-from protege.core.secrets import scrub
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from protege.core.secrets import scrub
 
 _console = Console(stderr=True, highlight=False, soft_wrap=True)
 _quiet = False
