@@ -1,5 +1,7 @@
 """Never pay twice after a fault: every answer that arrived is in the ledger when a request fails or the process is
-killed, so finishing the job re-pays only requests that were in flight (at most the concurrency, 4 here).
+killed, so finishing the job re-pays only what was in flight: the requests in flight (at most the concurrency, 4
+here) and, since a prompt's label candidates are stored together, candidates already answered for the prompts in
+flight — at most twice the concurrency in all.
 
 Each case runs the ledgered OpenAI-compatible teacher against the loopback server, breaks it at one point, then
 finishes the same job and counts the answers the server gave twice (``repaid``). The counts are printed for the
@@ -22,6 +24,7 @@ from protege.models.ledgered import LedgeredTeacher
 from protege.models.openai_compat import OpenAICompatTeacher
 
 CONCURRENCY = 4
+IN_FLIGHT = 2 * CONCURRENCY  # requests in flight, and answered sibling candidates of the prompts they belong to
 LABELS = [" negative", " positive"]
 PROMPTS = [f"Classify as negative or positive.\n\nText: {r['text']}\nAnswer:" for r in texts(40)]
 
@@ -62,8 +65,7 @@ def test_a_fatal_answer_repays_only_requests_in_flight(serve, tmp_path, fault, a
     print(f"\n{fault} at request {at}: re-paid {server.repaid()} of {server.paid()} answers")
     assert len(scores) == len(PROMPTS) and all(len(row) == 2 for row in scores)
     assert len(server.answered) == 2 * len(PROMPTS)
-    # A prompt's two label requests are stored together, so one in flight may cost its sibling too.
-    assert server.repaid() <= CONCURRENCY
+    assert server.repaid() <= IN_FLIGHT
 
 
 def _killed_at(url_of, tmp_path: Path, at: int) -> int:
@@ -80,7 +82,7 @@ def _killed_at(url_of, tmp_path: Path, at: int) -> int:
     return pid
 
 
-@pytest.mark.parametrize("at", [1, 6, 23, 48, 71])
+@pytest.mark.parametrize("at", [1, 14, 30, 47, 78])
 def test_a_sigkill_at_any_point_repays_only_requests_in_flight(serve, tmp_path, at):
     victim: list[int] = []
 
@@ -99,7 +101,7 @@ def test_a_sigkill_at_any_point_repays_only_requests_in_flight(serve, tmp_path, 
     scores = finish(server.url, tmp_path / "ledger.sqlite")
     print(f"\nSIGKILL at request {at}: {kept} answers kept, re-paid {server.repaid()} of {server.paid()}")
     assert len(scores) == len(PROMPTS) and len(server.answered) == 2 * len(PROMPTS)
-    assert server.repaid() <= CONCURRENCY
+    assert server.repaid() <= IN_FLIGHT
 
 
 def test_identical_requests_in_one_batch_are_paid_once(serve, tmp_path):

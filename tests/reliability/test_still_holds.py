@@ -58,7 +58,7 @@ def test_sigkill_of_the_command_mid_annotation_loses_and_duplicates_nothing(serv
     annotated = shard_ids(run, "annotated")
     labelled = {i for t in ("pool", "dev", "test") for i in shard_ids(run, t)}
     assert set(annotated) == labelled and len(annotated) == len(set(annotated))
-    assert server.repaid() <= 4
+    assert server.repaid() <= 8  # requests in flight and answered candidates of their prompts: 2 x concurrency
 
 
 def test_transient_server_faults_are_retried_to_the_end(serve, tmp_path):

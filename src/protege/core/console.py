@@ -33,6 +33,8 @@ from rich.text import Text
 
 from protege.core.secrets import scrub
 
+from protege.core.secrets import scrub
+
 _console = Console(stderr=True, highlight=False, soft_wrap=True)
 _quiet = False
 _jsonl: TextIO | None = None

@@ -6,11 +6,12 @@ or a kill pays for no call twice.
 
 What is guaranteed (with :class:`~protege.models.ledgered.LedgeredTeacher`, the only writer of answers):
 
-* **An answer is durable once it has arrived.** Each answer is committed in its own transaction as soon as the
-  backend hands it over (a backend that streams answers, like the OpenAI-compatible one, hands each over as
-  its request completes; an in-process backend hands over a batch it computed at once). A crash, an exception
-  or a ``SIGKILL`` after that point loses nothing paid; re-running pays again only for the requests that were
-  in flight — sent, not yet answered — at that moment, at most the backend's concurrency.
+* **An answer is durable once it has arrived.** Each answer is committed as soon as the backend hands it over:
+  a backend that streams answers (the OpenAI-compatible one) hands each over as its request completes and it is
+  committed alone; an in-process backend hands over a batch it computed at once, committed in one transaction.
+  A crash, an exception or a ``SIGKILL`` after that point loses nothing paid; re-running pays again only for
+  what was in flight at that moment — requests sent and not yet answered (at most the backend's concurrency)
+  and, for scoring, candidates already answered for a prompt whose other candidates were not.
 * **Committed means on disk for a process kill**, not for a power loss: WAL with ``synchronous=NORMAL`` keeps
   every committed transaction through a kill of the process; a power cut or an OS crash can lose the last
   transactions (never corrupt the file), which the next run simply asks again.

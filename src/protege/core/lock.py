@@ -100,7 +100,8 @@ class RunLock:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time(),
               "command": " ".join(["protege", *sys.argv[1:]]) if sys.argv and "protege" in sys.argv[0] else ""}
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(me).encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps(me).encode())
         os.fsync(fd)
         return self
 

@@ -63,7 +63,10 @@ def _install_log_factory() -> None:
     def factory(*args: object, **kwargs: object) -> logging.LogRecord:
         record = make(*args, **kwargs)
         if _forms:
-            message = record.getMessage()
+            try:
+                message = record.getMessage()
+            except (TypeError, ValueError):  # a caller's broken format: logging reports it later, as it would
+                return record
             clean = scrub(message)
             if clean != message:
                 record.msg, record.args = clean, None

@@ -24,18 +24,19 @@ def parameters(model: Any) -> int | None:
 def run_costs(run: Run, *, running: str | None = None, running_seconds: float = 0.0) -> dict[str, Any]:
     """Teacher calls, tokens, time and money of the run so far.
 
-    ``running``: the stage calling this (not yet marked done), whose ``running_seconds`` are added to the wall
-    time. ``teacher_requests`` per stage are the pipeline's count of requests sent and found in the ledger.
+    ``paid`` counts the ledger's calls (each was paid for once, even by a run that was interrupted);
+    ``from_ledger`` the requests the finished stages found already answered there. ``running``: the stage
+    calling this (not yet marked done), whose ``running_seconds`` are added to the wall time.
     """
     totals = run.ledger.totals()
     stages = {s["name"]: s for s in run.ledger.stages() if s["status"] == "done" and s["name"] != running}
-    sent = sum((s["summary"].get("teacher_requests") or {}).get("sent", 0) for s in stages.values())
     cached = sum((s["summary"].get("teacher_requests") or {}).get("from_ledger", 0) for s in stages.values())
     seconds = {name: s["summary"].get("seconds") or 0.0 for name, s in stages.items()}
     if running is not None:
         seconds[running] = round(running_seconds, 2)
     return {
-        "teacher_calls": {"paid": sent, "from_ledger": cached, "in_ledger": totals.calls},
+        # Every call in the ledger was paid for exactly once, in whichever run (an interrupted one included).
+        "teacher_calls": {"paid": totals.calls, "from_ledger": cached},
         "teacher_tokens": {"prompt": totals.prompt_tokens, "completion": totals.completion_tokens},
         "teacher_seconds": round(totals.latency_s, 2),
         "money": round(totals.cost, 6) if totals.cost > 0 else None,

@@ -87,8 +87,9 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def flags(result: Mapping[str, Any], thresholds: Thresholds) -> list[dict[str, str]]:
-    """Problems a reader must see before the numbers, each with a code and a plain explanation."""
+def flags(result: Mapping[str, Any], thresholds: Thresholds, *, prepared: bool = False) -> list[dict[str, str]]:
+    """Problems a reader must see before the numbers, each with a code and a plain explanation (``prepared``:
+    the recipe already prepared the teacher, so that is not advised again)."""
     out = []
     majority = result["majority"]
     models = result["models"]
@@ -98,8 +99,10 @@ def flags(result: Mapping[str, Any], thresholds: Thresholds) -> list[dict[str, s
         out.append({"code": "teacher_near_chance", "message": (
             f"The teacher is near chance: {_pct(teacher['accuracy'])} accuracy against {_pct(majority['accuracy'])} "
             f"for always answering '{majority['label']}'. Its labels carry little about the task, so a student "
-            "trained on them cannot be good. Prepare the teacher on a gold seed (prepare_teacher), add few-shot "
-            "examples, or use a stronger teacher.")})
+            "trained on them cannot be good. " + ("It was already prepared on the gold seed: use a stronger teacher "
+                                                  "or add few-shot examples (task.few_shot)." if prepared else
+                                                  "Prepare the teacher on a gold seed (prepare_teacher), add "
+                                                  "few-shot examples, or use a stronger teacher."))})
     for name, who in (("teacher", teacher), ("student", student)):
         if who is not None and who["largest_class_share"] >= thresholds.one_class_share:
             top = int(np.argmax(who["predicted_counts"]))

@@ -167,7 +167,8 @@ def run(ctx: "StageContext") -> dict[str, Any]:
                         "parameters": teacher_params}
     costs["student"] = {"name": card.get("base_model", "student"), "parameters": parameters(model)}
     result["cost"] = costs
-    result["flags"] = compare.flags(result, cfg.thresholds) + certainty.certainty_flags(result, did, conf)
+    result["flags"] = (compare.flags(result, cfg.thresholds, prepared=did["prepared_teacher"])
+                       + certainty.certainty_flags(result, did, conf))
     result["advice"] = certainty.advice(result, did)
     result["headline"] = compare.headline(result)
     ctx.run.write_json(tables.METRICS, result)
