@@ -82,9 +82,13 @@ class Stage:
     uses: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     sections: tuple[str, ...] = ()
-    teacher: bool = False
+    teacher: bool | Callable[[Any], bool] = False  # or a function of the stage's section
     adapts_teacher: Optional[Callable[[Any, "Run"], Any]] = None
     needs: Optional[Callable[[Any], tuple[str, ...]]] = None  # reads that depend on the stage's own settings
+
+    def asks_teacher(self, config: Any) -> bool:
+        """Whether the stage needs the teacher with ``config`` (an import instead of synthesis may not)."""
+        return bool(self.teacher(config) if callable(self.teacher) else self.teacher)
 
     def required(self, config: Any) -> tuple[str, ...]:
         """What the stage reads with ``config``: its declared ``reads`` and those its settings name."""

@@ -40,7 +40,7 @@ def named_models(section: object, prefix: str) -> Iterator[tuple[str, str]]:
 def preflight(recipe: Recipe, stages: list[Stage], *, teacher_given: bool = False) -> None:
     """Raise a :class:`RecipeError` naming the key and the fix for the first problem found in a recipe that runs
     ``stages``; return when there is none."""
-    asking = [s.name for s in stages if s.teacher]
+    asking = [s.name for s in stages if s.asks_teacher(getattr(recipe, s.name, None))]
     if asking and recipe.teacher is None and not teacher_given:
         raise RecipeError(f"stages {asking} ask the teacher, and the recipe has no 'teacher:' section: add one "
                           "(e.g. teacher: {backend: hf, model: smollm2-135m-instruct}) or remove those stages",

@@ -54,6 +54,7 @@ class Step:
     run: bool = False
     reason: str = "done earlier"
     resume: bool = False  # interrupted with the same settings: keep what it saved
+    config: Any = None  # the stage's own section
 
     @property
     def name(self) -> str:
@@ -99,10 +100,10 @@ def signatures(recipe: Recipe) -> list[Step]:
             inputs["task"] = settings(task)
         for other in stage.sections:
             inputs[other] = settings(getattr(recipe, other, None))
-        if stage.teacher:
+        if stage.asks_teacher(getattr(recipe, stage.name)):
             inputs["teacher"] = settings(recipe.teacher)
         upstream = {p: next(s.signature for s in steps if s.name == p) for p in producers}
-        steps.append(Step(stage, _digest([inputs, upstream]), inputs, producers))
+        steps.append(Step(stage, _digest([inputs, upstream]), inputs, producers, config=getattr(recipe, stage.name)))
     return steps
 
 
@@ -201,7 +202,7 @@ def _context(recipe: Recipe, run: Run, stage: Stage, route: Optional[TeacherRout
     return StageContext(
         name=stage.name, config=getattr(recipe, stage.name), run=run, seed=recipe.seed,
         task=getattr(recipe, "task", None), sections={n: getattr(recipe, n, None) for n in stage.sections},
-        recipe_name=recipe.name, route=route if stage.teacher else None,
+        recipe_name=recipe.name, route=route if stage.asks_teacher(getattr(recipe, stage.name)) else None,
     )
 
 
@@ -312,6 +313,6 @@ def _remake(recipe: Recipe, writer: Optional[str], lower: bool = False) -> str:
 
 def describe(steps: list[Step], fam: Family) -> list[dict[str, Any]]:
     """For ``--dry-run`` and ``inspect``: per stage, whether it runs and why, what it reads and writes."""
-    return [{"stage": s.name, "runs": s.run, "reason": s.reason, "teacher": s.stage.teacher,
+    return [{"stage": s.name, "runs": s.run, "reason": s.reason, "teacher": s.stage.asks_teacher(s.config),
              "reads": [*s.stage.reads, *(f"{u} (if present)" for u in s.stage.uses)],
              "writes": [fam.output(w).location for w in s.stage.writes]} for s in steps]

@@ -31,7 +31,7 @@ FAMILY = Family(
             reads=(t.SEED,),
             uses=(t.DEV, t.TEST, t.HARD),
             writes=(t.SYNTHETIC, t.SYNTH_SUMMARY),
-            teacher=True,
+            teacher=lambda cfg: cfg.mode != "import",
         ),
         Stage(
             "annotate",
