@@ -73,7 +73,8 @@ def test_ctrl_c_stops_within_two_seconds_and_says_what_was_saved(serve, tmp_path
     release.set()
     time.sleep(0.2)  # the abandoned requests are answered (to nobody) now: a server bills them anyway
     print(f"re-paid after Ctrl-C: {server.repaid()} (in flight: {len(held)})")
-    assert server.repaid() <= len(held)
+    # The requests in flight, and candidates already answered for the prompts they belong to.
+    assert server.repaid() <= 2 * len(held)
 
 
 @pytest.mark.parametrize("damage", ["not a database", "malformed pages"])
