@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from protege.core import console
 from protege.models.hf import HFTeacher
 from protege.models.zoo import load_encoder_classifier
 from protege.tasks.classify.student import predict_probs
@@ -31,7 +32,7 @@ from protege.tasks.classify.task import ClassificationTask, continuations, rende
 
 HERE = Path(__file__).parent
 LABELS = ["world", "sports", "business", "tech"]
-SINGLE = {"world": ["world"], "sports": ["sport"], "business": ["business"], "tech": ["tech"]}
+SINGLE = {"world": ["world"], "sports": ["Sports"], "business": ["business"], "tech": ["tech"]}  # 1 token each
 SEVERAL = {"world": ["world", "politics"], "sports": ["sports", "football"], "business": ["business", "economy"],
            "tech": ["technology", "science"]}
 TOPICS = ["The central bank raised interest rates again as inflation stayed above target in the third quarter.",
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(2)
+    console.silence_third_party()
     batch = texts(args.texts)
     teacher = HFTeacher.load("smollm2-135m-instruct", batch_size=8)
     tasks = {name: ClassificationTask(labels=LABELS, verbalizers=v) for name, v in
