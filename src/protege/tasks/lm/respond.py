@@ -60,13 +60,13 @@ def sampling_params(cfg: RespondConfig, recipe_seed: int) -> SamplingParams:
 
 def run(ctx: "StageContext") -> dict:
     cfg: RespondConfig = ctx.config
-    prompts = ctx.run.records.read(tables.PROMPTS)
-    if prompts.empty:
+    every = ctx.run.records.read(tables.PROMPTS)
+    if every.empty:
         raise UserError("respond needs prompts: add a 'prompts' section to the recipe (a file or inline texts)")
-    prompts = prompts[prompts["split"].isin(cfg.splits)]
+    prompts = every[every["split"].isin(cfg.splits)]
     if prompts.empty:
         raise UserError(f"no prompt is in the splits {cfg.splits}; the prompts table has splits "
-                         f"{sorted(ctx.run.records.read(tables.PROMPTS)['split'].unique())}")
+                         f"{sorted(every['split'].unique())}")
     params = sampling_params(cfg, ctx.seed)
     teacher = ctx.teacher
     teacher_name = f"{teacher.backend}:{teacher.model_id}"
