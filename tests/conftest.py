@@ -29,6 +29,19 @@ def _fresh_console():
     console.configure(quiet=False, jsonl=None)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Intra-op threads for the module's tests: one. A tiny model gains nothing from them, and on a busy 2-core
+    machine the second thread spins (a tagger test took 40 s with two, 1 s with one). Use it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tokenizer() -> PreTrainedTokenizerFast:
     return build_tokenizer()

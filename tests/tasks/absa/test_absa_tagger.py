@@ -35,13 +35,7 @@ def _data() -> list[TaggedExample]:
     return rows
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # A tiny model gains nothing from intra-op threads; on a busy 2-core machine they spin (40 s -> 1 s here).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,7 @@ from protege.pipeline.runner import run_recipe
 LOOP = {"steps": 2, "micro_batch_size": 4, "lr": 1e-3, "tracker": None, "log_every": 1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
