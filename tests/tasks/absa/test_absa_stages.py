@@ -6,7 +6,6 @@ import json
 import random
 
 import pytest
-import torch
 from scripted_absa_teacher import ScriptedAbsaTeacher
 from tiny_tagger import build_tiny_tagger_base
 

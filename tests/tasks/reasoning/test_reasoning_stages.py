@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from scripted_reasoner import ScriptedReasoner, fate
 from tiny import build_llama, build_tokenizer
 
