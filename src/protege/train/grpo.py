@@ -195,13 +195,15 @@ class PolicyObjective:
 
     ``teacher`` is an in-memory causal LM sharing the student's tokenizer (``teacher_tokenizer`` and
     ``student_tokenizer`` are compared before anything runs); ``reference`` a frozen model for
-    ``reference_kl``. ``group_size`` sharpens the warning for a gate that can never open. The schedule follows
+    ``reference_kl``. ``group_size`` sharpens the warning for a gate that can never open; ``label`` names the term
+    in it. The schedule follows
     the loop's step (``begin_step``); call :meth:`switch` when the held-out KL stops improving (schedule
     ``switch_on_plateau``). ``teacher_tokens`` counts the positions the teacher scored.
     """
 
     def __init__(self, config: PolicyConfig, *, teacher: Any = None, reference: Any = None,
-                 student_tokenizer: Any = None, teacher_tokenizer: Any = None, group_size: Optional[int] = None):
+                 student_tokenizer: Any = None, teacher_tokenizer: Any = None, group_size: Optional[int] = None,
+                 label: str = "the KD term"):
         if (teacher is None) != (config.kd is None):
             raise ValueError("KDRL needs both a teacher model and the policy's kd settings: pass teacher= together "
                              "with kd: {estimator: k2, ...}, or neither for plain GRPO")
@@ -216,7 +218,7 @@ class PolicyObjective:
             check_token_kd(teacher_tokenizer, student_tokenizer)
             reason = never_opens(config.kd, drop_zero_variance=config.drop_zero_variance, group_size=group_size)
             if reason is not None:
-                console.warn(f"the KD term can never apply, so the teacher will never run: {reason}",
+                console.warn(f"{label} can never apply, so the teacher will never run: {reason}",
                              code="kd_never_applies")
         self.config = config
         self.teacher = _frozen(teacher)
