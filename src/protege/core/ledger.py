@@ -183,6 +183,19 @@ class Ledger:
         return found
 
     @_guarded
+    def latency(self, keys: Iterable[str]) -> float:
+        """Seconds the answers to ``keys`` took when they were sent (each key once; unknown keys count 0)."""
+        keys = list(dict.fromkeys(keys))
+        total, conn = 0.0, self._conn()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            row = conn.execute(f"SELECT SUM(latency_s) FROM calls WHERE key IN ({marks}) AND purpose != 'timing'",
+                               chunk).fetchone()
+            total += row[0] or 0.0
+        return total
+
+    @_guarded
     def put_many(self, records: Iterable[CallRecord]) -> None:
         """Store answers in one transaction (committed on return); a key already present is left as it was."""
         now = time.time()

@@ -157,6 +157,14 @@ class LedgeredTeacher:
         items = [[p, c] for p, c in zip(prompts, completions, strict=True)]
         return [TopK(**a) for a in self._cached(self._methods(self.inner)["topk_logprobs"](k), items)]
 
+    def score_seconds(self, prompts: Sequence[Prompt], continuations: Sequence[Sequence[str]]) -> float:
+        """Seconds the backend took for these ``score`` requests when they were sent (whichever run sent them):
+        the teacher's latency stays known when a re-run is answered by the ledger."""
+        method = self._methods(self.inner)["score"]()
+        keys = [call_key(self.backend, self.model_id, method.name, [p, list(c)], method.params)
+                for p, c in zip(prompts, continuations, strict=True)]
+        return self.ledger.latency(keys)
+
     # -- the ledger ----------------------------------------------------------------------------------------
     def _commit(self, method: _Method, handed: list[tuple[int, Any]], items: list, keys: list[str],
                 seconds: float, purpose: str, out: list) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from protege.evaluate.report import report_stage
 from protege.stage import Family, Stage
-from protege.tasks.classify import annotate, augment, data, deploy, evaluate, first_student, prepare, report, select, train
+from protege.tasks.classify import annotate, augment, data, deploy, evaluate, first_student, icl, prepare, report, select, train
 from protege.tasks.classify import tables as t
 from protege.tasks.classify.student import ClassifierTrainConfig
 from protege.tasks.classify.task import ClassificationTask
@@ -31,6 +31,9 @@ FAMILY = Family(
               "The teacher's calibrated label distribution for every pool, dev and test text.",
               reads=(t.POOL,), uses=(t.DEV, t.TEST, t.TEACHER_ADAPTER), writes=(t.ANNOTATED, t.ANNOTATE_SUMMARY),
               teacher=True),
+        Stage("icl", icl.IclConfig, icl.run,
+              "Training-free teacher baselines on gold data: zero-shot, plain ICL and feedback-driven ICL.",
+              needs=lambda cfg: cfg.reads(), writes=(t.ICL, t.ICL_SUMMARY), teacher=True),
         Stage("first_student", first_student.FirstStudentConfig, first_student.run,
               "A quick student trained before selection; its pool probabilities drive select.strategy llkd.",
               reads=(t.ANNOTATED,), writes=(t.STUDENT_POOL, t.FIRST_STUDENT_LOGS), sections=("train",)),

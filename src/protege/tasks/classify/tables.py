@@ -16,6 +16,7 @@ ANNOTATED = "annotated"
 STUDENT_POOL = "student_pool"
 SELECTED = "selected"
 AUGMENTED = "augmented"
+ICL = "icl"
 
 # artifacts (paths under artifacts/)
 DATA_SUMMARY = "data.json"
@@ -29,6 +30,7 @@ STUDENTS = "students"  # the folder of the comparison students
 TRAINED = "train.json"
 AUGMENT_SUMMARY = "augment.json"
 METRICS = "metrics.json"
+ICL_SUMMARY = "icl.json"
 MODEL_CARD = "model_card"
 REPORT = "report"
 
@@ -46,6 +48,10 @@ OUTPUTS = (
            ("id", "text", "split", "raw_scores", "teacher_probs", "teacher_index", "teacher_label",
             "teacher_confidence", "teacher_entropy", "candidates", "calibration")),
     Output(ANNOTATE_SUMMARY, "artifact", "calibration variants and their gold scores", path=ANNOTATE_SUMMARY),
+    Output(ICL, "table", "zero-shot, plain-ICL and feedback-ICL teacher labels of the texts icl.tables names",
+           ("id", "text", "split", "method", "teacher_probs", "teacher_label", "prompt_tokens", "fills")),
+    Output(ICL_SUMMARY, "artifact", "the training-free teacher baselines on gold labels, with their prompt cost",
+           path=ICL_SUMMARY),
     Output(STUDENT_POOL, "table", "the first-round student's probabilities on the pool", ("id", "student_probs")),
     Output(SELECTED, "table", "the annotated texts the student learns from", ("id", "text", "teacher_probs", "reason")),
     Output(SELECT_SUMMARY, "artifact", "selection strategy and label counts", path=SELECT_SUMMARY),
