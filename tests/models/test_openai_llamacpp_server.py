@@ -156,6 +156,8 @@ def test_a_generating_teacher_lists_candidate_labels_that_parse_to_a_set(teacher
     sets = ask_candidates(task, teacher, texts)
     answers = teacher.generate([candidate_prompt(task, t) for t in texts],
                                SamplingParams(max_new_tokens=ANSWER_TOKENS, temperature=0.0))
-    # The set is exactly the labels the server's own greedy answer names, and the model does name some.
+    # The set is exactly the labels the server's own greedy answer names. (The 135M model often answers without
+    # naming a label; annotate then keeps the scored rule's set and counts it, tested in tests/tasks/classify.)
+    assert all(a[0].text.strip() for a in answers)
     assert sets == [parse_candidates(task, a[0].text) for a in answers]
-    assert all(sets) and all(0 <= i < 3 for s in sets for i in s)
+    assert all(0 <= i < 3 for s in sets for i in s)

@@ -56,7 +56,8 @@ def test_student_beats_majority_and_metrics_are_complete(finished_run):
     assert "student" in m["headline"] and "majority" in m["headline"]
     # The teacher's candidate sets, measured on the same gold test texts (and on gold dev).
     assert m["candidates"]["test"]["n"] == 64 and m["candidates"]["dev"]["n"] == 48
-    assert m["models"]["teacher"]["accuracy"] <= m["candidates"]["test"]["coverage"] <= 1
+    # A set always holds the teacher's top label, so it covers gold at least as often (coverage is rounded to 4 places).
+    assert m["models"]["teacher"]["accuracy"] - 1e-4 <= m["candidates"]["test"]["coverage"] <= 1
 
 
 def test_llkd_selection_used_the_first_student(finished_run):
