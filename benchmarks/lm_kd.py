@@ -180,6 +180,45 @@ class _Timed:
         return self.objective(model, batch)
 
 
+class CountedSource:
+    """A batch source counting the response tokens of its batches (EOS included) and the decode steps they took
+    (the longest response of each batch: a batch decodes until its last row stops)."""
+
+    def __init__(self, source: Any):
+        self.source, self.tokens, self.decode_steps = source, 0, 0
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batch(self, indices: Any) -> Any:
+        out = self.source.batch(indices)
+        lengths = out["loss_mask"].sum(1)
+        self.tokens += int(lengths.sum())
+        self.decode_steps += int(lengths.max())
+        return out
+
+    def counts(self) -> dict:
+        return {"generated_tokens": self.tokens, "decode_steps": self.decode_steps}
+
+
+def count_generate(model: Any, eos_id: int) -> dict:
+    """Wrap ``model.generate`` (a peer trainer's rollouts) to count the same as :class:`CountedSource`: tokens up to
+    and including each row's first EOS (all new tokens without one), and the width of each generated block."""
+    counts = {"generated_tokens": 0, "decode_steps": 0}
+    original = model.generate
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
+        prompt = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+        new = getattr(out, "sequences", out)[:, prompt.shape[1]:]
+        counts["decode_steps"] += new.shape[1]
+        counts["generated_tokens"] += sum(row.index(eos_id) + 1 if eos_id in row else len(row) for row in new.tolist())
+        return out
+
+    model.generate = generate
+    return counts
+
+
 def _loop_config(setup: Setup) -> Any:
     from protege.train.loop import LoopConfig
 
@@ -220,18 +259,20 @@ def protege_cached(setup: Setup, data: dict, clock: StepClock) -> dict:
     return {"rss_after_load_mb": loaded}
 
 
-def protege_on_policy(setup: Setup, data: dict, clock: StepClock) -> dict:
+def protege_on_policy(setup: Setup, data: dict, clock: StepClock, rollout_dtype: Optional[str] = "bfloat16") -> dict:
     from protege.train.lm_objectives import DistillConfig, LogitKD
     from protege.train.loop import train
     from protege.train.rollouts import OnPolicyConfig, OnPolicySource
 
     teacher, student, tok = load_models(setup, "bfloat16")
     loaded = rss_mb()
-    rollouts = OnPolicyConfig(fraction=1.0, temperature=1.0, max_new_tokens=setup.new_tokens)
-    source = OnPolicySource(_examples(data, tok.pad_token_id), student, rollouts, eos_id=tok.eos_token_id)
+    rollouts = OnPolicyConfig(fraction=1.0, temperature=1.0, max_new_tokens=setup.new_tokens,
+                              generation_dtype=rollout_dtype)
+    source = CountedSource(OnPolicySource(_examples(data, tok.pad_token_id), student, rollouts,
+                                          eos_id=tok.eos_token_id))
     train(student, _Timed(LogitKD(teacher, DistillConfig(kind="jsd", beta=BETA)), clock), source,
           _loop_config(setup))
-    return {"rss_after_load_mb": loaded}
+    return {"rss_after_load_mb": loaded, **source.counts()}
 
 
 def _trl_clock_callback(clock: StepClock) -> Any:
@@ -283,6 +324,7 @@ def trl_distillation(setup: Setup, data: dict, clock: StepClock) -> dict:
 
     teacher, student, tok = load_models(setup)
     loaded = rss_mb()
+    counts = count_generate(student, tok.eos_token_id)
     dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in data["prompts"]]})
     with tempfile.TemporaryDirectory() as out:
         args = DistillationConfig(**_trl_common(setup, out), beta=BETA, temperature=1.0, top_k=0, top_p=1.0,
@@ -290,7 +332,7 @@ def trl_distillation(setup: Setup, data: dict, clock: StepClock) -> dict:
         trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=dataset,
                                       processing_class=tok, callbacks=[_trl_clock_callback(clock)])
         trainer.train()
-    return {"rss_after_load_mb": loaded}
+    return {"rss_after_load_mb": loaded, **counts}
 
 
 VARIANTS: dict[str, Callable[..., dict]] = {
@@ -300,10 +342,11 @@ VARIANTS: dict[str, Callable[..., dict]] = {
     "protege_cached": protege_cached,
     "trl_distillation_on_policy": trl_distillation,
     "protege_on_policy": protege_on_policy,
+    "protege_on_policy_fp32_rollouts": lambda s, d, c: protege_on_policy(s, d, c, None),
 }
 BASELINE = {
     "protege_online_bf16_teacher": "trl_gkd", "protege_online_fp32_teacher": "trl_gkd", "protege_cached": "trl_gkd",
-    "protege_on_policy": "trl_distillation_on_policy",
+    "protege_on_policy": "trl_distillation_on_policy", "protege_on_policy_fp32_rollouts": "trl_distillation_on_policy",
 }
 
 
@@ -404,7 +447,8 @@ def child(variant: str, setup: Setup) -> dict:
     clock = StepClock()
     extra = VARIANTS[variant](setup, data, clock)
     steps = clock.measured()
-    return {"variant": variant, "step_s": steps, "peak_rss_mb": round(peak_mb(), 1), **extra}
+    return {"variant": variant, "step_s": steps, "peak_rss_mb": round(peak_mb(), 1), "steps_run": setup.total_steps,
+            **extra}
 
 
 def spawn(variant: str, setup: Setup) -> dict:
@@ -422,7 +466,10 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def summarise(runs: list[dict]) -> list[dict]:
+def summarise(runs: list[dict], baseline: Optional[dict[str, str]] = None) -> list[dict]:
+    """Per variant: median step time, its range, peak memory, rollout work per step, and ratios to the variant
+    ``baseline`` (default :data:`BASELINE`) names."""
+    baseline = BASELINE if baseline is None else baseline
     table = []
     by_variant: dict[str, list[dict]] = {}
     for run in runs:
@@ -438,26 +485,37 @@ def summarise(runs: list[dict]) -> list[dict]:
                       "step_s_min": round(min(steps), 3), "step_s_max": round(max(steps), 3),
                       "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in ok), 1),
                       "rss_after_load_mb": round(statistics.median(r["rss_after_load_mb"] for r in ok), 1)})
+        if all("generated_tokens" in r for r in ok):  # rollouts: the work a step did, beside its time
+            per_step = lambda key: statistics.median(r[key] / r["steps_run"] for r in ok)  # noqa: E731
+            table[-1].update(generated_tokens_per_step=round(per_step("generated_tokens"), 1),
+                             decode_steps_per_step=round(per_step("decode_steps"), 1),
+                             s_per_1k_generated=round(1000 * table[-1]["step_s_median"]
+                                                      / per_step("generated_tokens"), 3))
     rows = {row["variant"]: row for row in table}
     for row in table:
-        base = rows.get(BASELINE.get(row["variant"], ""))
+        base = rows.get(baseline.get(row["variant"], ""))
         if base and "error" not in base and "error" not in row:
             row["time_ratio"] = round(row["step_s_median"] / base["step_s_median"], 3)
             row["memory_ratio"] = round(row["peak_rss_mb"] / base["peak_rss_mb"], 3)
             row["vs"] = base["variant"]
+            if "s_per_1k_generated" in row and "s_per_1k_generated" in base:
+                row["time_ratio_equal_tokens"] = round(row["s_per_1k_generated"] / base["s_per_1k_generated"], 3)
     return table
 
 
 def markdown(table: list[dict], quality: list[dict]) -> str:
-    lines = ["| variant | step s (median) | min–max | peak RSS MB | time ratio | memory ratio | vs |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| variant | step s (median) | min–max | peak RSS MB | time ratio | memory ratio | vs | generated "
+             "tokens / step | decode steps / step | s / 1k generated | ratio at equal tokens |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         if "error" in r:
-            lines.append(f"| {r['variant']} | failed: {r['error'][:80]} | | | | | |")
+            lines.append(f"| {r['variant']} | failed: {r['error'][:80]} | | | | | | | | | |")
             continue
         lines.append(f"| {r['variant']} | {r['step_s_median']} | {r['step_s_min']}–{r['step_s_max']} | "
                      f"{r['peak_rss_mb']} | {r.get('time_ratio', '')} | {r.get('memory_ratio', '')} | "
-                     f"{r.get('vs', '')} |")
+                     f"{r.get('vs', '')} | {r.get('generated_tokens_per_step', '')} | "
+                     f"{r.get('decode_steps_per_step', '')} | {r.get('s_per_1k_generated', '')} | "
+                     f"{r.get('time_ratio_equal_tokens', '')} |")
     lines += ["", "| k | bytes/token | teacher mass in top-k | KL full | KL top-k+tail | abs error | rel error | "
               "rel error, top-k renormalised |", "|---|---|---|---|---|---|---|---|"]
     for q in quality:

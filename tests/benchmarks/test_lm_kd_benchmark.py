@@ -20,9 +20,14 @@ def test_quick_benchmark_runs_every_variant(tmp_path):
     report = json.loads(out.read_text())
     rows = {row["variant"]: row for row in report["table"]}
     assert set(rows) == {"trl_gkd", "protege_online_bf16_teacher", "protege_online_fp32_teacher", "protege_cached",
-                         "trl_distillation_on_policy", "protege_on_policy"}
+                         "trl_distillation_on_policy", "protege_on_policy", "protege_on_policy_fp32_rollouts"}
     assert all(row["steps"] == 1 and row["step_s_median"] > 0 for row in rows.values())
     assert rows["protege_cached"]["vs"] == "trl_gkd" and rows["protege_on_policy"]["vs"] == "trl_distillation_on_policy"
+    for name in ("trl_distillation_on_policy", "protege_on_policy", "protege_on_policy_fp32_rollouts"):
+        # rollouts report their work beside their time: 4 prompts a step, each at most --new-tokens long
+        assert 4 <= rows[name]["generated_tokens_per_step"] <= 4 * 16, rows[name]
+        assert rows[name]["decode_steps_per_step"] <= 16 and rows[name]["s_per_1k_generated"] > 0
+    assert rows["protege_on_policy"]["time_ratio_equal_tokens"] > 0
     ks = [q["k"] for q in report["cache_quality"]]
     assert ks == [16, 32, 64]
     # More of the teacher kept, more bytes, and a top-k + tail KL closer to the full one.

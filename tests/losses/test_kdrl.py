@@ -149,6 +149,8 @@ def test_switch_is_kd_only_then_reward_only():
     assert [switch.at(s) for s in (0, 2, 3, 9)] == [(0.2, 0.0), (0.2, 0.0), (0.0, 1.0), (0.0, 1.0)]
     plateau = KDRLConfig(schedule="switch_on_plateau", beta=0.2)
     assert plateau.at(50) == (0.2, 0.0) and plateau.at(50, switched=True) == (0.0, 1.0)
+    kd_only = KDRLConfig(schedule="kd_only", beta=0.2)  # on-policy KD: the reward never trains
+    assert kd_only.at(0) == kd_only.at(10_000) == (0.2, 0.0)
 
 
 def test_schedules_refuse_missing_settings():

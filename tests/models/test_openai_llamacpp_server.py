@@ -3,19 +3,13 @@ embedded SmolLM2 GGUF."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from typing import Iterator
 
-import httpx
 import pytest
+from llama_server import llama_server, smollm2_gguf
 
 from protege.models.base import BackendError, SamplingParams
 from protege.models.openai_compat import OpenAICompatTeacher
-from protege.models.resolve import ModelNotFoundError, resolve
 
 pytestmark = pytest.mark.server
 pytest.importorskip("llama_cpp.server", reason="needs the llamacpp extra: pip install 'protege[llamacpp]'")
@@ -23,54 +17,15 @@ pytest.importorskip("llama_cpp.server", reason="needs the llamacpp extra: pip in
 CHAT = [{"role": "user", "content": "Name one colour."}]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def gguf() -> str:
-    try:
-        resolved = resolve("smollm2-135m-instruct")
-    except ModelNotFoundError as exc:
-        pytest.skip(str(exc))
-    return os.path.join(resolved.location, resolved.gguf_file or "")
+    return smollm2_gguf()
 
 
 @pytest.fixture(scope="module")
 def server_url(gguf: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    # One thread: on a shared CPU, llama.cpp's spinning worker threads slow down badly when cores are busy.
-    port = free_port()
-    log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "1024", "--n_threads", "1", "--n_threads_batch", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama.cpp server exited with {proc.returncode}; see {log.name}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama.cpp server did not answer /v1/models within 120 s; see {log.name}")
-            time.sleep(0.5)
+    with llama_server(gguf, tmp_path_factory.mktemp("llama-server")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture

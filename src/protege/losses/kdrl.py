@@ -28,7 +28,8 @@ Its place is the reward: ``k1_reward``.
 **Schedules** give (β, schedule weight of the policy-gradient term) at an optimizer step: ``constant`` (β0, 1);
 ``linear`` (β0 → β_min over ``anneal_steps`` steps, then β_min; 1); ``switch`` (β0, 0) before ``switch_step``
 and (0, 1) from it: KD only, then reward only; ``switch_on_plateau`` likewise, switching once the caller reports
-that the held-out KL stopped improving.
+that the held-out KL stopped improving; ``kd_only`` (β0, 0) throughout: on-policy distillation by the reverse
+KL alone, on the same rollouts (the reward is computed but trains nothing).
 
 **Gates** decide per response, from its group's binary rewards, whether the KD term applies and whether the
 policy-gradient term does: ``none`` (both everywhere); ``response`` (KD on incorrect responses only); ``group``
@@ -53,7 +54,7 @@ from protege.core.section import Section
 
 Estimator = Literal["k2", "k1_reward", "k3", "exact"]
 ESTIMATORS: tuple[str, ...] = get_args(Estimator)
-Schedule = Literal["constant", "linear", "switch", "switch_on_plateau"]
+Schedule = Literal["constant", "linear", "switch", "switch_on_plateau", "kd_only"]
 GateKind = Literal["none", "response", "group", "split"]
 
 K1_REFUSED = (
@@ -156,8 +157,13 @@ def _switch_on_plateau(cfg: "KDRLConfig", step: int, switched: bool) -> tuple[fl
     return (0.0, 1.0) if switched else (cfg.beta, 0.0)
 
 
+def _kd_only(cfg: "KDRLConfig", step: int, switched: bool) -> tuple[float, float]:
+    return cfg.beta, 0.0
+
+
 SCHEDULES: dict[str, Callable[["KDRLConfig", int, bool], tuple[float, float]]] = {
-    "constant": _constant, "linear": _linear, "switch": _switch, "switch_on_plateau": _switch_on_plateau}
+    "constant": _constant, "linear": _linear, "switch": _switch, "switch_on_plateau": _switch_on_plateau,
+    "kd_only": _kd_only}
 
 
 # ---------------------------------------------------------------------------------------------- gates
@@ -196,7 +202,8 @@ class KDRLConfig(Section):
                                  "gradient, for parity with verl) or exact (full vocabulary); k1 is refused.")
     beta: float = Field(5e-3, ge=0, description="β0, the KD coefficient (at the start of a linear schedule).")
     schedule: Schedule = Field("constant", description="How β evolves: constant, linear (β0 → beta_min), switch "
-                               "(KD only before switch_step, reward only after) or switch_on_plateau.")
+                               "(KD only before switch_step, reward only after), switch_on_plateau or kd_only "
+                               "(on-policy KD alone).")
     beta_min: float = Field(1e-3, ge=0, description="β at the end of a linear schedule.")
     anneal_steps: Optional[int] = Field(None, ge=1, description="Steps of the linear schedule from β0 to beta_min.")
     switch_step: Optional[int] = Field(None, ge=0, description="First step of reward-only training (schedule: "

@@ -155,3 +155,33 @@ def load_encoder_classifier(
         return model, tokenizer
 
     return _hub_guard(resolved, load)
+
+
+def load_masked_lm(name_or_path: str | os.PathLike[str], dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
+    """An encoder (e.g. ``minilm-l6``) with a masked-LM head, and its tokenizer, for continued pre-training.
+
+    Sentence-embedding checkpoints such as MiniLM ship no masked-LM head: it starts fresh (its decoder tied to
+    the word embeddings), which is expected, so transformers' "newly initialized weights" warning is muted.
+    """
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    resolved = resolve(name_or_path)
+    if resolved.gguf_file is not None:
+        raise ValueError(f"{resolved.name!r} is a GGUF causal LM, not an encoder for masked-LM pre-training")
+
+    def load() -> tuple[Any, Any]:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.location)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            model = AutoModelForMaskedLM.from_pretrained(resolved.location, dtype=dtype)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        return model, tokenizer
+
+    model, tokenizer = _hub_guard(resolved, load)
+    if tokenizer.mask_token_id is None:
+        raise ValueError(f"{resolved.name!r} has no mask token: masked-LM pre-training needs an encoder "
+                         "tokenizer with one (e.g. a BERT-style model)")
+    return model, tokenizer

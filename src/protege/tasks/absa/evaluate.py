@@ -4,7 +4,8 @@ For each tagger folder the run has (``student``, ``seed_student``): pair and asp
 accuracy and macro-F1 over the aspects it found, the polarity confusion table, each for all test sentences,
 for those whose gold aspects carry several polarities (``multi_polarity``) and for the harder test set. The
 generation health of the run (parse and grounding rates of synthesize and annotate), the data issues and
-the refinement history are copied in, so the report reads ``metrics.json`` alone.
+the refinement history, what the taggers were trained (and pre-trained) on and the rationales' quality are
+copied in, so the report reads ``metrics.json`` alone.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def run(ctx: StageContext) -> dict:
         "annotate": annotate,
         "refine": _artifact(ctx.run, t.REFINE_SUMMARY),
         "trained": _artifact(ctx.run, t.TRAINED),
+        "rationales": _artifact(ctx.run, t.RATIONALE_SUMMARY),
         "generation": {
             "synthesize": (synth or {}).get("generation"),
             "annotate": (annotate or {}).get("generation"),

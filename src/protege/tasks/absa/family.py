@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from protege.evaluate.report import report_stage
 from protege.stage import Family, Stage
-from protege.tasks.absa import annotate, data_stage, evaluate, refine_stage, report, synthesize, train_stage
+from protege.tasks.absa import annotate, data_stage, evaluate, rationales, refine_stage, report, synthesize, train_stage
 from protege.tasks.absa import tables as t
 from protege.tasks.absa.task import AbsaTask
 
@@ -22,6 +22,14 @@ FAMILY = Family(
             data_stage.run,
             "Gold seed, dev and test sentences (SemEval or files).",
             writes=(*t.SPLITS, t.HARD, t.POOL, t.DATA_SUMMARY),
+        ),
+        Stage(
+            "rationales",
+            rationales.RationalesConfig,
+            rationales.run,
+            "Teacher analyses and rewrites of unlabelled reviews, cleaned and parsed (or an imported file).",
+            writes=(t.RATIONALES, t.RATIONALE_SUMMARY),
+            teacher=lambda cfg: cfg.mode != "import",
         ),
         Stage(
             "synthesize",
@@ -58,10 +66,11 @@ FAMILY = Family(
             "train",
             train_stage.TrainConfig,
             train_stage.run,
-            "The tagger student on seed + synthetic, and the seed-only baseline.",
+            "The tagger student on seed + synthetic, and the seed-only baseline (optionally after masked-LM "
+            "pre-training on the rationales).",
             reads=(t.SEED, t.DEV),
-            uses=(t.SYNTHETIC, t.ANNOTATED, t.REFINED),
-            writes=(t.STUDENT, t.SEED_STUDENT, t.TRAINED, t.TRAIN_LOGS),
+            uses=(t.SYNTHETIC, t.ANNOTATED, t.REFINED, t.RATIONALES),
+            writes=(t.STUDENT, t.SEED_STUDENT, t.TRAINED, t.TRAIN_LOGS, t.PRETRAINED, t.PRETRAIN_LOGS),
         ),
         Stage(
             "evaluate",
@@ -77,6 +86,7 @@ FAMILY = Family(
                 t.ANNOTATE_SUMMARY,
                 t.REFINE_SUMMARY,
                 t.DATA_SUMMARY,
+                t.RATIONALE_SUMMARY,
             ),
             writes=(t.METRICS,),
         ),

@@ -170,3 +170,26 @@ def read_written(text: str) -> Written:
         sentence = first if first and "[" not in first else None
     label = _ASPECTS.search(text)
     return Written(sentence or None, parse_pairs(label.group(1)) if label else Parsed())
+
+
+def analysis_prompt(review: str) -> list[Message]:
+    """Ask for a structured sentiment analysis of a whole review (the rationale :mod:`rationale_text` reads)."""
+    return _user(
+        "Examine the sentiment of this customer review. For every opinion target (the thing the reviewer "
+        "judges), write four lines:\n"
+        "Opinion Target: <the words of the review naming it>\n"
+        "Aspect: <the property judged, e.g. price, service, battery life>\n"
+        "Sentiment: <one of: very negative, negative, neutral, positive, very positive>\n"
+        "Reasoning: <one sentence on why; say so when the sentiment is implied rather than stated>\n"
+        "Leave a blank line between targets. End with one line: Overall: <one of the five levels>.\n"
+        f"Review: {review}"
+    )
+
+
+def rewrite_prompt(review: str) -> list[Message]:
+    """Ask for a first-person rewrite that states the reviewer's feelings outright."""
+    return _user(
+        "Rewrite this customer review in the first person, as the reviewer. Keep every fact, and state "
+        "plainly how you feel about each thing mentioned, including feelings the review only implies. "
+        f"Write one paragraph, with no title and no comments.\nReview: {review}"
+    )

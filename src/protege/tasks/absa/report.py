@@ -60,6 +60,41 @@ def _confusion(scores: dict, labels: list[str], who: str) -> Table:
     )
 
 
+def _pct(x) -> str:
+    return "—" if x is None else f"{x:.1%}"
+
+
+def _pretraining(trained: dict) -> tuple[str, list[Table]]:
+    """A headline note and a table when the taggers' encoder was pre-trained on reviews or rationales."""
+    info = next((v["pretrained"] for v in trained.values() if v.get("pretrained")), None)
+    if not info:
+        return "", []
+    what = "teacher rationales" if info["corpus"] == "rationales" else "reviews alone (no teacher)"
+    note = f"; encoder pre-trained (masked LM) on {info['texts']} {what}"
+    rows = [["corpus", what], ["texts", str(info["texts"])], ["teachers", ", ".join(info["teachers"])],
+            ["steps", str(info["steps"])], ["loss", f"{_f(info['first_loss'])} -> {_f(info['last_loss'])}"],
+            ["masked-token accuracy at the end", _f(info.get("last_mlm_accuracy"))]]
+    return note, [Table(["pre-training", ""], rows, "Encoder pre-training before tagging")]
+
+
+def _rationales(summary: dict) -> list[Table]:
+    rows = []
+    for teacher, q in (summary.get("teachers") or {}).items():
+        agree = q["star_agreement"]
+        cells = []
+        for part in ("all", "polar"):
+            a = agree[part]
+            cells.append("—" if not a["n"] else
+                         f"{_pct(a['rate'])} [{_pct(a['interval'][0])}, {_pct(a['interval'][1])}] of {a['n']}")
+        rows.append([teacher, str(q["rows"]), str(q["usable"]), f"{q['parsed']}/{q['analyses']}", *cells])
+    if not rows:
+        return []
+    return [Table(["teacher", "rationales", "usable", "analyses parsed", "star agreement",
+                   "star agreement (1–2 and 4–5 stars)"], rows,
+                  "Teacher rationales: parse rate and agreement of each analysis's overall polarity with the "
+                  "star rating")]
+
+
 def build(run: Run) -> Report:
     m = run.read_json(t.METRICS)
     models, labels = m["models"], m["labels"]
@@ -68,7 +103,10 @@ def build(run: Run) -> Report:
     headline = f"{NAMES.get(main, main)}: test pair F1 {f1:.3f}"
     if t.SEED_STUDENT in models and main != t.SEED_STUDENT:
         headline += f" vs {models[t.SEED_STUDENT]['test']['all']['pair']['f1']:.3f} for the seed alone"
-    blocks = [_scores(models), _confusion(models[main]["test"]["all"], labels, NAMES.get(main, main))]
+    note, pretrained = _pretraining(m.get("trained") or {})
+    headline += note
+    blocks = [_scores(models), _confusion(models[main]["test"]["all"], labels, NAMES.get(main, main)),
+              *pretrained, *_rationales(m.get("rationales") or {})]
     synth = m.get("synthesize") or {}
     if synth:
         gen = synth.get("generation") or {}

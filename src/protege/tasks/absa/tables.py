@@ -14,18 +14,22 @@ SPLITS = (SEED, DEV, TEST)
 SYNTHETIC = "synthetic"
 ANNOTATED = "annotated"
 REFINED = "refined"
+RATIONALES = "rationales"
 
 # artifacts (paths under artifacts/)
 DATA_SUMMARY = "data.json"
 SYNTH_SUMMARY = "synthesize.json"
 ANNOTATE_SUMMARY = "annotate.json"
 REFINE_SUMMARY = "refine.json"
+RATIONALE_SUMMARY = "rationales.json"
+PRETRAINED = "pretrained_encoder"
 STUDENT = "student"
 SEED_STUDENT = "seed_student"
 TRAINED = "train.json"
 METRICS = "metrics.json"
 REPORT = "report"
 REFINE_LOGS, TRAIN_LOGS, ANNOTATE_LOGS = "refine_logs", "train_logs", "annotate_logs"
+PRETRAIN_LOGS = "pretrain_logs"
 
 _GOLD = ("id", "sentence", "split", "aspects")
 
@@ -64,6 +68,19 @@ OUTPUTS = (
         SYNTH_SUMMARY, "artifact", "synthesis budget use, drops and parse/grounding rates", path=SYNTH_SUMMARY
     ),
     Output(
+        RATIONALES,
+        "table",
+        "teacher analyses and rewrites of unlabelled reviews: raw, cleaned, parsed opinions, overall polarity",
+        ("id", "review_id", "review", "rating", "kind", "raw", "text", "cut", "usable", "parsed", "opinions",
+         "overall", "teacher", "prompt_hash"),
+    ),
+    Output(
+        RATIONALE_SUMMARY,
+        "artifact",
+        "per teacher: rationale kinds, cuts, parse rate and agreement with the star ratings",
+        path=RATIONALE_SUMMARY,
+    ),
+    Output(
         ANNOTATED,
         "table",
         "teacher labels for synthetic or pool sentences (polarity distributions or pairs)",
@@ -93,6 +110,16 @@ OUTPUTS = (
         "artifact",
         "the same tagger trained on the seed alone (the baseline)",
         path=SEED_STUDENT,
+    ),
+    Output(
+        PRETRAINED,
+        "artifact",
+        "the encoder after masked-LM continued pre-training on reviews (and rationales), before tagging",
+        path=PRETRAINED,
+    ),
+    Output(
+        PRETRAIN_LOGS, "artifact", "checkpoints and metrics of the masked-LM pre-training",
+        path=training_files(PRETRAINED),
     ),
     Output(TRAINED, "artifact", "what each trained tagger learnt from", path=TRAINED),
     Output(METRICS, "artifact", "pair/aspect/polarity scores, breakdowns and generation rates", path=METRICS),

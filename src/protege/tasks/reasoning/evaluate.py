@@ -1,18 +1,19 @@
 """The ``evaluate`` stage: every model on the test problems, and every arm's difference with intervals.
 
-Models: the prepared teacher (through the ledger, so a re-run pays nothing), the healed student and each
-self-trained student. Per model: greedy accuracy, accuracy per difficulty bucket (the generator's knobs),
+Models: the prepared teacher (through the ledger, so a re-run pays nothing), the healed student, each
+self-trained student and each RL arm's student (``rl-<arm>``). Per model: greedy accuracy, accuracy per difficulty bucket (the generator's knobs),
 tokens per answer (correct vs wrong), truncation and format rates, correct answers per 1,000 generated tokens,
 and with ``samples: n`` the unbiased pass@k (k = 1 and n) and maj@n. Differences are paired over the same
-test problems (:func:`protege.evaluate.intervals.paired_bootstrap`): each self-trained model against the
-student, and each arm against the first arm with the same method; an interval that contains 0 is reported as
-inside the noise. The budget every arm spent (from the allocate stage) sits beside its accuracy.
+test problems (:func:`protege.evaluate.intervals.paired_bootstrap`): each self-trained or RL-trained model
+against the student, each allocation arm against the first arm with the same method, and each RL arm against
+the first RL arm; an interval that contains 0 is reported as inside the noise. The budget every arm spent (from
+the allocate or the rl stage) sits beside its accuracy.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from pydantic import Field
 
@@ -72,11 +73,14 @@ def _difference(a: list[bool], b: list[bool], resamples: int, seed: int) -> dict
 
 
 def comparisons(correct: dict[str, list[bool]], trained: dict[str, dict], arms: list[str], resamples: int,
-                seed: int) -> list[dict]:
-    """Paired differences: each trained model vs the student, and each arm vs the first arm, same method."""
+                seed: int, rl: Sequence[str] = ()) -> list[dict]:
+    """Paired differences: each trained model vs the student, each arm vs the first arm with the same method,
+    each RL model (``rl``, names as in ``correct``) vs the first RL model."""
     out = []
-    for name in trained:
+    for name in [*trained, *rl]:
         out.append({"a": name, "b": "student", **_difference(correct[name], correct["student"], resamples, seed)})
+    for name in rl[1:]:
+        out.append({"a": name, "b": rl[0], **_difference(correct[name], correct[rl[0]], resamples, seed)})
     methods = sorted({v["method"] for v in trained.values()})
     for method in methods:
         base = f"{arms[0]}-{method}"
@@ -98,8 +102,12 @@ def run(ctx: "StageContext") -> dict:
     if cfg.teacher and ctx.route is not None:
         models["teacher"], rows = _score_model(ctx, "teacher", "teacher", None, problems)
         results += rows
-    for name in ["student", *trained]:
-        folder = ctx.run.artifacts / (tables.STUDENT if name == "student" else f"{tables.SELFTRAINED}/{name}")
+    rl_path = ctx.run.artifacts / tables.RL_SUMMARY
+    rl_arms = ctx.run.read_json(tables.RL_SUMMARY) if rl_path.exists() else {}
+    folders = {"student": tables.STUDENT, **{n: f"{tables.SELFTRAINED}/{n}" for n in trained},
+               **{f"rl-{a}": f"{tables.RL}/{a}" for a in rl_arms}}
+    for name, where in folders.items():
+        folder = ctx.run.artifacts / where
         models[name], rows = _score_model(ctx, name, "student", load_model(folder, name), problems)
         results += rows
         console.info(f"evaluate: {name}: greedy accuracy {models[name]['accuracy']:.1%}")
@@ -109,7 +117,8 @@ def run(ctx: "StageContext") -> dict:
     alloc_path = ctx.run.artifacts / tables.ALLOCATE_SUMMARY
     budgets = ctx.run.read_json(tables.ALLOCATE_SUMMARY)["arms"] if alloc_path.exists() else {}
     metrics = {"test_problems": len(problems), "models": models, "trained": trained, "budgets": budgets,
-               "comparisons": comparisons(correct, trained, list(budgets), cfg.resamples, ctx.seed)}
+               "rl": rl_arms, "comparisons": comparisons(correct, trained, list(budgets), cfg.resamples, ctx.seed,
+                                                         [f"rl-{a}" for a in rl_arms])}
     for path, key in ((tables.ESTIMATE_SUMMARY, "estimate"), (tables.STUDENT_SUMMARY, "student"),
                       (tables.PREPARE_SUMMARY, "teacher")):
         if (ctx.run.artifacts / path).exists():

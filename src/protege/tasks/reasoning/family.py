@@ -10,14 +10,22 @@ from typing import Any
 
 from protege.evaluate.report import report_stage
 from protege.stage import Family, Stage
-from protege.tasks.reasoning import budget, estimate, evaluate, prepare, problems, report, student, train
+from protege.tasks.reasoning import budget, estimate, evaluate, prepare, problems, report, rl, student, train
 from protege.tasks.reasoning import tables as t
 from protege.tasks.reasoning.task import ReasoningTask
 
 
 def check(recipe: Any) -> None:
-    """What one section cannot see alone: the budget against the pre-sample, the arms self-training names."""
+    """What one section cannot see alone: the budget against the pre-sample, the arms self-training names, the
+    problems the RL stage's prompts and held-out KL need."""
     est, alloc, selftrain = (getattr(recipe, n, None) for n in ("estimate", "allocate", "selftrain"))
+    rl_cfg, counts = getattr(recipe, "rl", None), getattr(recipe, "problems", None)
+    if rl_cfg is not None:
+        if rl_cfg.prompts == "boundary" and est is None:
+            raise ValueError("rl.prompts: boundary uses the estimate stage's labels: add an 'estimate:' section")
+        if rl_cfg.heldout and counts is not None and counts.dev == 0:
+            raise ValueError(f"rl.heldout={rl_cfg.heldout} measures the KL to the teacher on dev problems: set "
+                             f"problems.dev (e.g. {rl_cfg.heldout}), or rl.heldout: 0")
     if alloc is not None:
         if est is None:
             raise ValueError("allocate re-uses the estimate stage's pre-samples: add an 'estimate:' section")
@@ -38,7 +46,7 @@ def check(recipe: Any) -> None:
 FAMILY = Family(
     name="reasoning",
     description="Verifiable reasoning: a prepared teacher, its pruned student, difficulty by sampling, an equal "
-                "budget spent uniformly / HS-STaR / DAST, STaR and DPO self-training.",
+                "budget spent uniformly / HS-STaR / DAST, STaR and DPO self-training, GRPO / on-policy KD / KDRL.",
     task=ReasoningTask,
     outputs=t.OUTPUTS,
     check=check,
@@ -65,9 +73,14 @@ FAMILY = Family(
               "One round of STaR SFT and/or DPO per arm, from the healed student.",
               reads=(t.SAMPLES, t.POOL, t.ARMS), writes=(t.SELFTRAINED, t.SELFTRAIN_SUMMARY, t.SELFTRAIN_LOGS),
               sections=("allocate",)),
+        Stage("rl", rl.RLConfig, rl.run,
+              "GRPO, on-policy KD and KDRL arms from the healed student at equal steps, with held-out KL.",
+              reads=(t.PROBLEMS, t.STUDENT), uses=(t.STATS,), writes=(t.RL, t.RL_SUMMARY, t.RL_LOGS), teacher=True,
+              needs=lambda cfg: (t.STATS,) if cfg.prompts == "boundary" else ()),
         Stage("evaluate", evaluate.EvaluateConfig, evaluate.run,
-              "Teacher, student and self-trained students on the test problems, with paired intervals.",
-              reads=(t.PROBLEMS,), uses=(t.STUDENT, t.SELFTRAIN_SUMMARY, t.ALLOCATE_SUMMARY, t.ESTIMATE_SUMMARY),
+              "Teacher, student, self-trained and RL-trained students on the test problems, with paired intervals.",
+              reads=(t.PROBLEMS,), uses=(t.STUDENT, t.SELFTRAIN_SUMMARY, t.RL_SUMMARY, t.ALLOCATE_SUMMARY,
+                                         t.ESTIMATE_SUMMARY),
               writes=(t.RESULTS, t.METRICS), teacher=True),
         report_stage(report.build, reads=(t.METRICS,), writes=(t.REPORT,)),
     ),

@@ -26,7 +26,8 @@ class ProblemsConfig(Section):
     """How many problems of each split."""
 
     train: int = Field(64, ge=1, description="Training problems: worked solutions, estimate and self-training.")
-    dev: int = Field(0, ge=0, description="Development problems (held out, unused by the stages yet).")
+    dev: int = Field(0, ge=0, description="Development problems (held out; the rl stage measures the KL to the "
+                     "teacher on them).")
     test: int = Field(32, ge=1, description="Test problems every model is evaluated on.")
 
 

@@ -22,8 +22,12 @@ def _num(value: Any, digits: int = 1) -> str:
     return "–" if _missing(value) else f"{value:.{digits}f}"
 
 
+def _pass_keys(metrics: dict) -> list[str]:
+    return sorted({k for m in metrics["models"].values() for k in m if k.startswith("pass@")})
+
+
 def model_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
-    ks = sorted({k for m in metrics["models"].values() for k in m if k.startswith("pass@")})
+    ks = _pass_keys(metrics)
     header = ["model", "greedy accuracy", *ks, *(["maj@n"] if ks else []), "tokens (correct)", "tokens (wrong)",
               "truncated", "formatted", "correct / 1k tokens"]
     rows = [[name, _pct(m["accuracy"]), *(_pct(m.get(k)) for k in ks), *([_pct(m.get("maj@n"))] if ks else []),
@@ -42,6 +46,21 @@ def budget_rows(metrics: dict) -> list[list[str]]:
                      f"{labels['easy']} / {labels['boundary']} / {labels['too_hard']}", str(b["extra_on_solved"]),
                      str(b["teacher_calls"]), f"{b['extra_tokens']:.0f}", _num(b["extra_seconds"]),
                      str(data.get("star", "–")), str(data.get("dpo", "–"))])
+    return rows
+
+
+def rl_rows(metrics: dict) -> list[list[str]]:
+    """One row per RL arm: its objective and teacher term, greedy accuracy, answer length, held-out KL, budget."""
+    rows = []
+    for arm, r in metrics.get("rl", {}).items():
+        m = metrics["models"].get(f"rl-{arm}", {})
+        kd = r.get("kd") or {}
+        term = f"{kd['estimator']} β={kd['beta']:g} {kd['schedule']} gate={kd['gate']}" if kd else "–"
+        length = m["generated_tokens"] / m["responses"] if m.get("responses") else None
+        rows.append([arm, r["objective"], term, str(r["steps"]), _pct(m.get("accuracy")),
+                     *([_pct(m.get(k)) for k in _pass_keys(metrics)]), _num(length),
+                     _num(r.get("heldout_kl"), 3), f"{r['generated_tokens']:,}", f"{r['teacher_tokens']:,}",
+                     _num(r["seconds"])])
     return rows
 
 
@@ -72,6 +91,10 @@ def build(run: Run) -> Report:
         blocks.append(Table(["arm", "allocator", "samples", "on boundary", "easy / boundary / too hard",
                              "extra on solved", "teacher calls", "extra tokens", "extra s", "STaR examples",
                              "DPO pairs"], budget_rows(metrics), "Budget of every arm (equal samples)"))
+    if metrics.get("rl"):
+        blocks.append(Table(["arm", "objective", "teacher term", "steps", "greedy accuracy", *_pass_keys(metrics),
+                             "tokens / answer", "held-out KL", "generated tokens", "teacher tokens scored",
+                             "seconds"], rl_rows(metrics), "RL arms at equal steps, with their budgets"))
     if est:
         blocks.append(Table(["policy", "k", "problems", "pass rate", "HS-STaR labels", "DAST levels"],
                             [[est["policy"], str(est["k"]), str(est["problems"]), _pct(est["pass_rate"]),

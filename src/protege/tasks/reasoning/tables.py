@@ -17,12 +17,15 @@ ARMS = "arms"
 ALLOCATE_SUMMARY = "allocate.json"
 SELFTRAINED = "selftrained"
 SELFTRAIN_SUMMARY = "selftrain.json"
+RL = "rl"  # one trained student per RL arm
+RL_SUMMARY = "rl.json"
 RESULTS = "test_results"
 METRICS = "reasoning_metrics.json"
 REPORT = "report"
 PREPARE_LOGS = "prepare_teacher_logs"
 STUDENT_LOGS = "student_logs"
 SELFTRAIN_LOGS = "selftrain_logs"
+RL_LOGS = "rl_logs"
 
 SAMPLE_COLUMNS = ("id", "problem_id", "round", "kind", "index", "response", "tokens", "answer", "correct",
                   "formatted", "truncated", "process_score", "policy", "seed")
@@ -50,6 +53,9 @@ OUTPUTS = (
     Output(SELFTRAINED, "artifact", "self-trained students, one folder per arm and method", path=SELFTRAINED),
     Output(SELFTRAIN_SUMMARY, "artifact", "per arm and method: examples or pairs, steps, loss",
            path=SELFTRAIN_SUMMARY),
+    Output(RL, "artifact", "students trained by GRPO, on-policy KD or KDRL, one folder per arm", path=RL),
+    Output(RL_SUMMARY, "artifact", "per RL arm: objective, steps, seconds, generated and teacher-scored tokens, "
+           "held-out KL", path=RL_SUMMARY),
     Output(RESULTS, "table", "per model and test problem: greedy response, verdict, tokens",
            ("id", "model", "problem_id", "response", "answer", "correct", "formatted", "truncated", "tokens")),
     Output(METRICS, "artifact", "accuracy, pass@k, maj@n, buckets, tokens, budgets and paired intervals",
@@ -59,4 +65,6 @@ OUTPUTS = (
            path=training_files("prepare_teacher")),
     Output(STUDENT_LOGS, "artifact", "checkpoints and metrics of the student's healing", path=training_files("heal")),
     Output(SELFTRAIN_LOGS, "artifact", "checkpoints and metrics of self-training", path=training_files("selftrain-*")),
+    Output(RL_LOGS, "artifact", "per-step metrics (metrics/rl-<arm>.jsonl) and held-out KL (rl-<arm>-eval.jsonl) "
+           "of the RL arms", path=training_files("rl-*")),
 )

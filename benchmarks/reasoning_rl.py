@@ -1,0 +1,424 @@
+"""GRPO, on-policy KD and KDRL variants at equal steps on chain sums; protege's GRPO step against TRL's.
+
+    python benchmarks/reasoning_rl.py base                              # problems, prepared teacher, healed student
+    python benchmarks/reasoning_rl.py arm --arms grpo kdrl_k2 --seeds 0 # one run per (arm, seed), resumable
+    python benchmarks/reasoning_rl.py ingest                            # finished arm runs -> raw results
+    python benchmarks/reasoning_rl.py table                             # paired intervals -> reasoning_rl.json
+    python benchmarks/reasoning_rl.py parity --seeds 0 1 2 3 4          # estimator gradients vs the exact ones
+    python benchmarks/reasoning_rl.py speed --repeats 2 --steps 3       # GRPO step: protege vs TRL GRPOTrainer
+    python benchmarks/reasoning_rl.py base --quick && ... arm --quick   # tiny random llamas (the smoke test)
+
+**Route.** ``recipes/reasoning-kdrl.yaml`` (chain sums, 3 terms × 1 digit; SmolLM2-135M-Instruct prepared on the
+worked solutions is the teacher, its healed half-depth copy the student). ``base`` runs the stages up to the
+student once, and scores teacher and student on the test problems. ``arm`` copies that run directory for every
+(arm, seed) (the pipeline's signatures skip the stages already done), runs the ``rl`` stage with that one arm
+(``rl.seed``: rollouts and prompt order) and ``evaluate`` (greedy accuracy, pass@1 and pass@4 from 4 samples),
+and appends a row to ``results/reasoning_rl-runs.jsonl``; a (arm, seed, steps) already there is skipped.
+``table`` pairs every arm with GRPO over the same (seed, test problem) items (paired bootstrap) and says "not
+distinguishable at this scale" where the 95 % interval contains 0.
+
+**Speed.** In fresh child processes, interleaved over the repeats: protege's GRPO step (``GRPOSource`` +
+``PolicyObjective`` on the one loop, rollouts from a bf16 copy, and from the fp32 weights) and TRL's
+``GRPOTrainer``, on the same student, prompts, G, maximum new tokens, temperature and learning rate, without a
+reference model (β = 0) and with token-level loss normalisation on both sides. Step time is the gap between
+starts of consecutive optimizer steps (the first is not counted); peak memory is the process's ``ru_maxrss``;
+generated tokens and decode steps per optimizer step stand beside every time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(HERE))
+
+from lm_kd import (CountedSource, StepClock, _Timed, _trl_clock_callback, count_generate,  # noqa: E402
+                   load_average, peak_mb, rss_mb)
+
+RECIPE = ROOT / "recipes" / "reasoning-kdrl.yaml"
+RUNS = ROOT / "runs" / "reasoning-rl"
+RESULTS = HERE / "results"
+BETA = 0.1  # the KD coefficient of the KDRL arms (see docs/reasoning.md for why not KDRL's 5e-3 here)
+
+ARMS: dict[str, dict] = {
+    "grpo": {"objective": "grpo"},
+    "onpolicy_kd": {"objective": "onpolicy_kd", "kd": {"estimator": "exact", "beta": 1.0}},
+    "kdrl_k2": {"objective": "kdrl", "kd": {"estimator": "k2", "beta": BETA}},
+    "kdrl_k2_linear": {"objective": "kdrl", "kd": {"estimator": "k2", "beta": BETA, "schedule": "linear",
+                                                   "beta_min": BETA / 5, "anneal_steps": "STEPS"}},
+    "kdrl_switch": {"objective": "kdrl", "kd": {"estimator": "exact", "beta": 1.0, "schedule": "switch",
+                                                "switch_step": "HALF"}},
+    "kdrl_response": {"objective": "kdrl", "kd": {"estimator": "k2", "beta": BETA, "gate": "response"}},
+    "kdrl_exact": {"objective": "kdrl", "kd": {"estimator": "exact", "beta": BETA}},
+}
+
+
+def _arm(name: str, steps: int) -> dict:
+    """The rl.arms entry of ``name`` with its step-dependent settings filled in."""
+    spec = json.loads(json.dumps(ARMS[name]))
+    kd = spec.get("kd", {})
+    for key, value in kd.items():
+        kd[key] = {"STEPS": steps, "HALF": steps // 2}.get(value, value) if isinstance(value, str) else value
+    return {"name": name, **spec}
+
+
+def _recipe_data(run_dir: Path, quick: bool) -> dict:
+    import yaml
+
+    data = yaml.safe_load(RECIPE.read_text())
+    data["run_dir"] = str(run_dir)
+    if quick:  # tiny random models: every stage for a step or two
+        loop = {"steps": 1, "micro_batch_size": 2, "lr": 1e-3, "tracker": None, "log_every": 1}
+        data.update(teacher={"backend": "hf", "model": "tiny"}, problems={"train": 8, "dev": 2, "test": 4},
+                    prepare_teacher={"loop": loop, "max_length": 128}, student={"loop": loop, "max_length": 128})
+        data["rl"].update(rollouts={**data["rl"]["rollouts"], "group_size": 2, "max_new_tokens": 6},
+                          loop={**loop, "eval_every": 1}, heldout=2)
+        data["evaluate"] = {"max_new_tokens": 6}
+    return data
+
+
+def _quick_teacher() -> Any:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny import build_llama, build_tokenizer
+
+    from protege.models.hf import HFTeacher
+
+    tokenizer = build_tokenizer(("Compute 1 + 2 + 3. <answer>6</answer> 1 + 2 = 3",))
+    return HFTeacher(build_llama(len(tokenizer), layers=4, seed=3), tokenizer, model_id="tiny-teacher")
+
+
+def _run(data: dict, quick: bool) -> Any:
+    from protege.pipeline.recipe import parse_recipe
+    from protege.pipeline.runner import run_recipe
+
+    return run_recipe(parse_recipe(data, str(RECIPE), RECIPE.parent), teacher=_quick_teacher() if quick else None)
+
+
+def base(runs: Path, quick: bool) -> dict:
+    data = _recipe_data(runs / "base", quick)
+    data.pop("rl")
+    began = time.perf_counter()
+    run = _run(data, quick)
+    metrics = run.read_json("reasoning_metrics.json")
+    out = {"seconds": round(time.perf_counter() - began, 1), "test_problems": metrics["test_problems"],
+           **{f"{m}_accuracy": v["accuracy"] for m, v in metrics["models"].items()},
+           "student": metrics.get("student"), "teacher": metrics.get("teacher")}
+    (runs / "base.json").write_text(json.dumps(out, indent=2))
+    return out
+
+
+def arm(runs: Path, name: str, seed: int, steps: int, quick: bool) -> dict:
+    """Train and evaluate one (arm, seed) in its own copy of the base run; its raw result row."""
+    folder = runs / f"{name}-s{seed}-n{steps}"
+    if not folder.exists():
+        shutil.copytree(runs / "base", folder)
+    data = _recipe_data(folder, quick)
+    data["rl"].update(arms=[_arm(name, steps)], seed=seed)
+    data["rl"]["loop"] = {**data["rl"]["loop"], "steps": steps}
+    data["evaluate"] = {**data["evaluate"], "teacher": False, "samples": 4}
+    began = time.perf_counter()
+    _run(data, quick)
+    row = ingest_run(folder, name)
+    row["wall_seconds"] = round(time.perf_counter() - began, 1)
+    return row
+
+
+def ingest_run(folder: Path, name: str) -> dict:
+    """One finished arm run as a raw result row: accuracy, per-problem verdicts, budgets, curves."""
+    from protege.core.run import Run
+
+    run = Run.open_existing(folder)
+    metrics = run.read_json("reasoning_metrics.json")
+    rl = run.read_json("rl.json")[name]
+    model = metrics["models"][f"rl-{name}"]
+    results = run.records.read("test_results")
+    mine = results[results["model"] == f"rl-{name}"].sort_values("problem_id")
+    steps = [json.loads(line) for line in (folder / "artifacts" / "metrics" / f"rl-{name}.jsonl").read_text().splitlines()]
+    return {"arm": name, "seed": rl["seed"], "steps": rl["steps"], "objective": rl["objective"], "kd": rl["kd"],
+            "accuracy": model["accuracy"], "pass@1": model.get("pass@1"), "pass@4": model.get("pass@4"),
+            "student_accuracy": metrics["models"]["student"]["accuracy"],
+            "tokens_per_answer": model["generated_tokens"] / model["responses"],
+            "problem_ids": mine["problem_id"].tolist(), "correct": [bool(c) for c in mine["correct"]],
+            "generated_tokens": rl["generated_tokens"], "teacher_tokens": rl["teacher_tokens"],
+            "seconds": rl["seconds"], "heldout_kl": [e["heldout_kl"] for e in rl["evaluations"]],
+            "heldout_reward": [e.get("heldout_reward") for e in rl["evaluations"]],
+            "reward": [s["reward"] for s in steps], "zero_variance": [s["zero_variance"] for s in steps],
+            "gate_open": [s.get("gate_open") for s in steps], "response_length": [s["response_length"] for s in steps]}
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def table(rows: list[dict], base_info: dict) -> dict:
+    """Per arm: accuracy over seeds, the paired difference with GRPO over the same (seed, problem) items."""
+    from protege.evaluate.intervals import paired_bootstrap
+
+    by_arm: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        by_arm.setdefault(r["arm"], {})[r["seed"]] = r
+    out = []
+    reference = by_arm.get("grpo", {})
+    for name, seeds in by_arm.items():
+        rs = [seeds[s] for s in sorted(seeds)]
+        entry = {"arm": name, "seeds": sorted(seeds), "steps": rs[0]["steps"],
+                 "accuracy": statistics.mean(r["accuracy"] for r in rs),
+                 "accuracy_per_seed": [r["accuracy"] for r in rs],
+                 "pass@4": statistics.mean(r["pass@4"] for r in rs if r["pass@4"] is not None),
+                 "tokens_per_answer": statistics.mean(r["tokens_per_answer"] for r in rs),
+                 "heldout_kl": statistics.mean(r["heldout_kl"][-1] for r in rs if r["heldout_kl"]),
+                 "generated_tokens": statistics.mean(r["generated_tokens"] for r in rs),
+                 "teacher_tokens": statistics.mean(r["teacher_tokens"] for r in rs),
+                 "seconds": statistics.mean(r["seconds"] for r in rs),
+                 "final_reward": statistics.mean(statistics.mean(r["reward"][-5:]) for r in rs)}
+        shared = [s for s in sorted(seeds) if s in reference]
+        if name != "grpo" and shared:
+            a = [c for s in shared for c in seeds[s]["correct"]]
+            b = [c for s in shared for c in reference[s]["correct"]]
+            d = paired_bootstrap([float(x) for x in a], [float(x) for x in b], seed=0)
+            entry["vs_grpo"] = {"difference": d.estimate, "low": d.low, "high": d.high, "items": d.items,
+                                "seeds": shared, "verdict": "not distinguishable at this scale" if d.inside_noise
+                                else ("better" if d.estimate > 0 else "worse")}
+        out.append(entry)
+    return {"base": base_info, "arms": out}
+
+
+def markdown(result: dict) -> str:
+    lines = ["| arm | seeds | greedy accuracy | pass@4 | vs GRPO (95 % interval) | tokens / answer | held-out KL | "
+             "generated tokens | teacher tokens | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for a in result["arms"]:
+        vs = a.get("vs_grpo")
+        diff = f"{vs['difference']:+.1%} [{vs['low']:+.1%}, {vs['high']:+.1%}] {vs['verdict']}" if vs else "–"
+        lines.append(f"| {a['arm']} | {len(a['seeds'])} | {a['accuracy']:.1%} | {a['pass@4']:.1%} | {diff} | "
+                     f"{a['tokens_per_answer']:.1f} | {a['heldout_kl']:.3f} | {a['generated_tokens']:,.0f} | "
+                     f"{a['teacher_tokens']:,.0f} | {a['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- parity
+
+
+def parity(seeds: list[int]) -> list[dict]:
+    """The gradient-parity table of ``tests/losses/test_kdrl.py`` over several seeds: per estimator, the cosine of
+    its Monte-Carlo gradient (20,000 on-policy draws of an 8-word categorical student) with the exact reverse- and
+    forward-KL gradients; ``k1`` as a loss (refused by protege) is computed by hand for comparison."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests" / "losses"))
+    from test_kdrl import _cos, _exact_gradients, _mc_gradient, _setup
+
+    def k1_loss(seed: int) -> tuple[Any, Any, Any]:
+        theta, teacher, draws = _setup(seed)
+        t = theta.clone().requires_grad_()
+        (grad,) = torch.autograd.grad((t.log_softmax(-1)[draws] - teacher.log_softmax(-1)[draws]).mean(), t)
+        return (grad, *_exact_gradients(theta, teacher))
+
+    rows = []
+    for name in ("k1 (as a loss)", "k1_reward", "k2", "k3", "exact"):
+        found = [k1_loss(s) if name.startswith("k1 ") else _mc_gradient(name, s) for s in seeds]
+        rows.append({"estimator": name, "seeds": len(seeds),
+                     "cos_reverse": [round(_cos(g, r), 4) for g, r, _ in found],
+                     "cos_forward": [round(_cos(g, f), 4) for g, _, f in found],
+                     "norm_ratio_to_reverse": [round(float(g.norm() / r.norm()), 4) for g, r, _ in found]})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- speed
+
+
+def _speed_inputs(setup: dict) -> tuple[Any, Any, list[str], list[str]]:
+    """(student, tokenizer, prompts, gold answers): the healed student and the first training problems."""
+    import torch
+
+    from protege.core.run import Run
+    from protege.models.zoo import load_causal_lm
+    from protege.tasks.reasoning.task import ReasoningTask, prompt
+
+    run = Run.open_existing(setup["base"])
+    frame = run.records.read("problems")
+    train = frame[frame["split"] == "train"].head(setup["prompts"] * setup["total_steps"])
+    task = ReasoningTask(knobs={"terms": 3, "digits": 1})
+    student, tok = load_causal_lm(str(Path(setup["base"]) / "artifacts" / "student"), dtype=torch.float32)
+    student.train().requires_grad_(True)
+    return student, tok, [prompt(task, q) for q in train["question"]], list(train["answer"])
+
+
+def _reward(text: str, gold: str) -> float:
+    from protege.tasks.reasoning.rl import verdict
+    from protege.tasks.reasoning.task import ReasoningTask
+
+    return verdict(ReasoningTask(), text, gold)
+
+
+def protege_grpo(setup: dict, clock: StepClock, rollout_dtype: Optional[str]) -> dict:
+    from protege.train.grpo import GRPOConfig, GRPOSource, PolicyConfig, PolicyObjective
+    from protege.train.lm_data import encode_prompt
+    from protege.train.loop import LoopConfig, train
+
+    student, tok, prompts, golds = _speed_inputs(setup)
+    loaded = rss_mb()
+    config = GRPOConfig(group_size=setup["G"], max_new_tokens=setup["new_tokens"], temperature=1.0,
+                        generation_dtype=rollout_dtype)
+    source = GRPOSource([encode_prompt(tok, p) for p in prompts], student,
+                        lambda i, text: _reward(text, golds[i]), config,
+                        decode=lambda ids: tok.decode(ids, skip_special_tokens=True), eos_id=tok.eos_token_id,
+                        pad_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    counted = CountedSource(source)
+    loop = LoopConfig(steps=setup["total_steps"], micro_batch_size=setup["prompts"], lr=setup["lr"],
+                      schedule="constant", tracker=None, log_every=10**6, resume=False, max_grad_norm=1.0)
+    train(student, _Timed(PolicyObjective(PolicyConfig(units="token_mean")), clock), counted, loop)
+    return {"rss_after_load_mb": loaded, **counted.counts()}
+
+
+def trl_grpo(setup: dict, clock: StepClock) -> dict:
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    import tempfile
+
+    student, tok, prompts, golds = _speed_inputs(setup)
+    loaded = rss_mb()
+    counts = count_generate(student, tok.eos_token_id)
+
+    def reward(completions: list, answer: list, **kwargs: Any) -> list[float]:
+        return [_reward(c[0]["content"] if isinstance(c, list) else c, a) for c, a in zip(completions, answer)]
+
+    dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in prompts], "answer": golds})
+    with tempfile.TemporaryDirectory() as out:
+        args = GRPOConfig(output_dir=out, per_device_train_batch_size=setup["prompts"] * setup["G"],
+                          num_generations=setup["G"], max_completion_length=setup["new_tokens"], temperature=1.0,
+                          top_p=1.0, top_k=0, beta=0.0, loss_type="dapo", scale_rewards="group",
+                          gradient_accumulation_steps=1, max_steps=setup["total_steps"], learning_rate=setup["lr"],
+                          lr_scheduler_type="constant", use_cpu=True, report_to="none", save_strategy="no",
+                          logging_steps=10**6, disable_tqdm=True, dataloader_num_workers=0, max_grad_norm=1.0,
+                          bf16=False, seed=0, shuffle_dataset=False)
+        trainer = GRPOTrainer(model=student, reward_funcs=[reward], args=args, train_dataset=dataset,
+                              processing_class=tok, callbacks=[_trl_clock_callback(clock)])
+        trainer.train()
+    return {"rss_after_load_mb": loaded, **counts}
+
+
+SPEED = {"protege_grpo": lambda s, c: protege_grpo(s, c, "bfloat16"),
+         "protege_grpo_fp32_rollouts": lambda s, c: protege_grpo(s, c, None),
+         "trl_grpo": trl_grpo}
+
+
+def speed_child(variant: str, setup: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(setup["threads"])
+    torch.manual_seed(0)
+    clock = StepClock()
+    counts = SPEED[variant](setup, clock)
+    return {"variant": variant, "step_s": clock.measured(), "peak_rss_mb": round(peak_mb(), 1),
+            "steps_run": setup["total_steps"], **counts}
+
+
+def speed_spawn(variant: str, setup: dict) -> dict:
+    cmd = [sys.executable, __file__, "speed-child", "--variant", variant, "--setup", json.dumps(setup)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(setup["threads"]), "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"variant": variant, "error": (proc.stderr or proc.stdout)[-3000:]}
+    return json.loads(lines[-1])
+
+
+def speed_table(runs: list[dict]) -> list[dict]:
+    from lm_kd import summarise
+
+    return summarise(runs, {"protege_grpo": "trl_grpo", "protege_grpo_fp32_rollouts": "trl_grpo"})
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("phase", choices=["base", "arm", "ingest", "table", "parity", "speed", "speed-child"])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--steps", type=int, default=20, help="arm: RL steps; speed: measured steps per run")
+    parser.add_argument("--repeats", type=int, default=2, help="speed: runs of each variant, interleaved")
+    parser.add_argument("--runs", type=Path, default=None, help="run directories (default runs/reasoning-rl)")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    parser.add_argument("--quick", action="store_true", help="tiny random llamas: a smoke run")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--setup", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.phase == "speed-child":
+        print(json.dumps(speed_child(args.variant, json.loads(args.setup))), flush=True)
+        return 0
+    import torch
+
+    torch.set_num_threads(args.threads)
+    runs = args.runs or (RUNS.with_name("reasoning-rl-quick") if args.quick else RUNS)
+    results = args.out or RESULTS
+    runs.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
+    raw = results / ("reasoning_rl-quick-runs.jsonl" if args.quick else "reasoning_rl-runs.jsonl")
+    if args.phase == "base":
+        print(json.dumps(base(runs, args.quick)))
+    elif args.phase == "arm":
+        done = {(r["arm"], r["seed"], r["steps"]) for r in _rows(raw)}
+        for seed in args.seeds:
+            for name in args.arms:
+                if (name, seed, args.steps) in done:
+                    print(f"{name} seed {seed}: already in {raw.name}", file=sys.stderr)
+                    continue
+                row = arm(runs, name, seed, args.steps, args.quick)
+                with raw.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                print(f"{name} seed {seed}: accuracy {row['accuracy']:.1%}, {row['seconds']} s", file=sys.stderr,
+                      flush=True)
+    elif args.phase == "ingest":
+        done = {(r["arm"], r["seed"], r["steps"]) for r in _rows(raw)}
+        for folder in sorted(p for p in runs.iterdir() if p.is_dir() and p.name != "base"):
+            name = folder.name.rsplit("-s", 1)[0]
+            if not (folder / "artifacts" / "reasoning_metrics.json").exists() or name not in ARMS:
+                continue
+            row = ingest_run(folder, name)
+            if (row["arm"], row["seed"], row["steps"]) not in done:
+                with raw.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+    elif args.phase == "parity":
+        rows = parity(args.seeds)
+        (results / "reasoning_rl-parity.json").write_text(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2))
+    elif args.phase == "table":
+        base_info = json.loads((runs / "base.json").read_text()) if (runs / "base.json").exists() else {}
+        result = table(_rows(raw), base_info)
+        (results / ("reasoning_rl-quick.json" if args.quick else "reasoning_rl.json")).write_text(
+            json.dumps(result, indent=2))
+        print(markdown(result))
+    else:
+        setup = {"base": str(runs / "base"), "prompts": 4, "G": 4, "new_tokens": 6 if args.quick else 40,
+                 "lr": 1e-5, "threads": args.threads, "total_steps": args.steps + 2}
+        began, load_before, measured = time.time(), load_average(), []
+        for repeat in range(args.repeats):
+            for variant in SPEED:
+                result = speed_spawn(variant, setup)
+                result.update(repeat=repeat, load_average=load_average())
+                measured.append(result)
+                print(f"[{repeat + 1}/{args.repeats}] {variant}: "
+                      f"{result.get('error', '').strip().splitlines()[-1:] or statistics.median(result['step_s'])}",
+                      file=sys.stderr, flush=True)
+        report = {"setup": setup, "load_average_before": load_before, "load_average_after": load_average(),
+                  "seconds": round(time.time() - began, 1), "table": speed_table(measured), "runs": measured}
+        (results / ("reasoning_rl-speed-quick.json" if args.quick else "reasoning_rl-speed.json")).write_text(
+            json.dumps(report, indent=2))
+        print(json.dumps(report["table"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
