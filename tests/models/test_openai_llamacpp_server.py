@@ -100,3 +100,19 @@ def test_wrong_base_url_gives_404_with_hint(server_url):
     bad = OpenAICompatTeacher(server_url.removesuffix("/v1"), "smollm2", max_retries=0)
     with pytest.raises(BackendError, match=r"404 \(is base_url"):
         bad.generate(["hi"], SamplingParams(max_new_tokens=1))
+
+
+def test_a_generating_teacher_lists_candidate_labels_that_parse_to_a_set(teacher):
+    from protege.tasks.classify.candidate_prompt import ANSWER_TOKENS, ask_candidates, candidate_prompt, parse_candidates
+    from protege.tasks.classify.task import ClassificationTask
+
+    task = ClassificationTask(labels=["positive", "negative", "neutral"])
+    texts = ["I loved this film, every minute of it was wonderful.", "The food was cold and the waiter was rude."]
+    sets = ask_candidates(task, teacher, texts)
+    answers = teacher.generate([candidate_prompt(task, t) for t in texts],
+                               SamplingParams(max_new_tokens=ANSWER_TOKENS, temperature=0.0))
+    # The set is exactly the labels the server's own greedy answer names. (The 135M model often answers without
+    # naming a label; annotate then keeps the scored rule's set and counts it, tested in tests/tasks/classify.)
+    assert all(a[0].text.strip() for a in answers)
+    assert sets == [parse_candidates(task, a[0].text) for a in answers]
+    assert all(0 <= i < 3 for s in sets for i in s)

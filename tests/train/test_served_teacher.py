@@ -12,6 +12,7 @@ from protege.losses.kdrl import KDRLConfig
 from protege.models.hf import HFTeacher
 from protege.train.grpo import GRPOConfig, GRPOSource, PolicyConfig, PolicyObjective
 from protege.train.lm_data import collate, encode_prompt
+from protege.train.preflight import TokenizerMismatchError
 from protege.train.served_teacher import ServedTeacher
 
 from tiny import build_llama, build_tokenizer
@@ -96,6 +97,13 @@ def test_exact_and_a_missing_tokenizer_are_refused_with_a_served_teacher():
                         student_tokenizer=tok)
     with pytest.raises(ValueError, match="tokenizer"):
         ServedTeacher(backend, None)
+    # The served teacher reads the student's ids as given: another chat template is fine, another id map is not.
+    templated = build_tokenizer()
+    templated.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    PolicyObjective(PolicyConfig(kd=KDRLConfig()), teacher=ServedTeacher(backend, templated), student_tokenizer=tok)
+    with pytest.raises(TokenizerMismatchError, match="different ids"):
+        PolicyObjective(PolicyConfig(kd=KDRLConfig()), teacher=ServedTeacher(backend, build_tokenizer(vocab_size=200)),
+                        student_tokenizer=tok)
 
 
 # ---------------------------------------------------------------------------------------------- llama.cpp

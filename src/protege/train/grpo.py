@@ -48,7 +48,7 @@ from protege.losses.sampled import kl_estimates
 from protege.core.section import Section
 from protege.train.lm_data import collate
 from protege.train.lm_objectives import completion_states, frozen_states, next_tokens, output_head
-from protege.train.preflight import check_token_kd
+from protege.train.preflight import check_token_ids, check_token_kd
 from protege.train.rollouts import Sampler, SamplingConfig
 from protege.train.served_teacher import ServedTeacher
 
@@ -226,7 +226,7 @@ class PolicyObjective:
             if student_tokenizer is None or teacher_tokenizer is None:
                 raise ValueError("pass student_tokenizer and teacher_tokenizer with a teacher: the KD term compares "
                                  "token ids, which is only sound when both models share one tokenizer")
-            check_token_kd(teacher_tokenizer, student_tokenizer)
+            (check_token_ids if self.served else check_token_kd)(teacher_tokenizer, student_tokenizer)
             reason = never_opens(config.kd, drop_zero_variance=config.drop_zero_variance, group_size=group_size)
             if reason is not None:
                 console.warn(f"{label} can never apply, so the teacher will never run: {reason}",

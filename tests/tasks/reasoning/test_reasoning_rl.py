@@ -149,6 +149,9 @@ def test_a_different_tokenizer_is_refused_with_what_would_work():
     other_template.chat_template = CHATML.replace("assistant", "bot")
     with pytest.raises(TokenizerMismatchError, match="k2, k1_reward or k3"):
         check_tokenizers(other_template, mine)
+    check_tokenizers(other_template, mine, served=True)  # what it suggests: a served teacher reads the student's ids
+    with pytest.raises(TokenizerMismatchError, match="sequence level"):
+        check_tokenizers(build_tokenizer(vocab_size=200), mine, served=True)
 
 
 SERVED = {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "tiny-reasoner"}

@@ -123,10 +123,12 @@ class RLConfig(Section):
         return self
 
 
-def check_tokenizers(teacher_tokenizer: Any, student_tokenizer: Any) -> None:
-    """Refuse token-level KD between different tokenizers, naming what differs and what would work instead."""
+def check_tokenizers(teacher_tokenizer: Any, student_tokenizer: Any, *, served: bool = False) -> None:
+    """Refuse token-level KD between different tokenizers, naming what differs and what would work instead.
+
+    A ``served`` teacher scores the student's token ids as given, so it needs only the same id map."""
     report = compare_tokenizers(teacher_tokenizer, student_tokenizer)
-    if report.ok:
+    if report.ok or (served and report.same_vocab):
         return
     if report.same_vocab:
         instead = ("The vocabularies match (the same token → id map), so the sampled-token estimators can still "
@@ -263,8 +265,8 @@ def run(ctx: "StageContext") -> dict:
     dev = _dev(ctx, cfg.heldout)
     _, student_tokenizer = load_model(ctx.run.artifacts / tables.STUDENT, "the student")
     teacher, teacher_tokenizer = _teacher(ctx)
-    check_tokenizers(teacher_tokenizer, student_tokenizer)
     served = isinstance(teacher, ServedTeacher)
+    check_tokenizers(teacher_tokenizer, student_tokenizer, served=served)
     if served and dev:
         console.info("rl: the held-out exact KL needs the teacher's weights; with a served teacher it is skipped")
         dev = []
