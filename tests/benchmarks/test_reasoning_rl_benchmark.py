@@ -33,6 +33,10 @@ def test_quick_benchmark_runs_every_phase(tmp_path):
     result = json.loads((tmp_path / "results" / "reasoning_rl-quick.json").read_text())
     arms = {a["arm"]: a for a in result["arms"]}
     assert arms["kdrl_switch"]["vs_grpo"]["items"] == 4 and "| kdrl_switch | 1 |" in table.stdout
+    _phase(tmp_path, "parity", "--seeds", "0", "1")
+    parity = {r["estimator"]: r for r in json.loads((tmp_path / "results" / "reasoning_rl-parity.json").read_text())}
+    assert min(parity["k2"]["cos_reverse"]) >= 0.99 and min(parity["k3"]["cos_forward"]) >= 0.99
+    assert max(parity["k1 (as a loss)"]["norm_ratio_to_reverse"]) < 0.1  # why protege refuses it
     _phase(tmp_path, "speed", "--steps", "1", "--repeats", "1")
     speed = json.loads((tmp_path / "results" / "reasoning_rl-speed-quick.json").read_text())
     rows = {r["variant"]: r for r in speed["table"]}

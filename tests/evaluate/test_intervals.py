@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from protege.evaluate.intervals import paired_bootstrap, wilson
+from protege.evaluate.intervals import bootstrap_metric, paired_bootstrap, wilson
+from protege.evaluate.metrics import macro_f1
 
 
 def test_wilson_matches_the_closed_form():
@@ -88,3 +89,20 @@ def test_paired_bootstrap_covers_the_true_difference_about_95_percent_of_the_tim
         d = paired_bootstrap(a, b, resamples=500, seed=trial)
         hits += d.low <= 0.1 <= d.high
     assert 0.88 <= hits / 200 <= 0.99
+
+
+def test_bootstrap_metric_brackets_macro_f1_and_narrows_with_more_items():
+    rng = np.random.default_rng(0)
+
+    def width(n: int) -> tuple[float, float, float]:
+        gold = rng.integers(0, 3, n)
+        pred = np.where(rng.random(n) < 0.7, gold, rng.integers(0, 3, n))
+        low, high = bootstrap_metric(lambda rows: macro_f1(gold[rows], pred[rows], 3), n, resamples=400)
+        return low, macro_f1(gold, pred, 3), high
+
+    small, large = width(60), width(2000)
+    assert small[0] < small[1] < small[2] and large[0] < large[1] < large[2]
+    assert large[2] - large[0] < (small[2] - small[0]) / 3
+    assert bootstrap_metric(lambda rows: 1.0, 5, resamples=10) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="at least one"):
+        bootstrap_metric(lambda rows: 0.0, 0)

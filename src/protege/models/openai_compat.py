@@ -30,7 +30,7 @@ import torch
 
 from protege.core import console, secrets
 from protege.models.base import (BackendError, Generation, Prompt, SamplingParams, TopK, estimate_tokens,
-                                 prompt_text)
+                                 is_token_ids, prompt_text)
 from protege.models.hf import render_prompt, tail_logprob
 from protege.models.remote import map_concurrently, read_api_key, server_message
 
@@ -338,9 +338,15 @@ class OpenAICompatTeacher:
     def topk_logprobs(self, prompts: Sequence[Prompt], completions: Sequence[str], k: int,
                       on_answer: Optional[Callable[[int, TopK], None]] = None) -> list[TopK]:
         """Top-k rows from echo logprobs. Alternatives whose text maps to no token id are left out of a row
-        (their mass is then part of the tail)."""
+        (their mass is then part of the tail). Token-id prompts and completions go through
+        :mod:`protege.models.echo_ids`."""
         if len(prompts) != len(completions):
             raise ValueError(f"topk_logprobs: {len(prompts)} prompts but {len(completions)} completions")
+        if completions and is_token_ids(completions[0]):
+            from protege.models.echo_ids import topk_of_ids
+
+            return self._map(lambda ids: topk_of_ids(self, ids, k), [list(p) + list(c) for p, c in
+                                                                      zip(prompts, completions)], on_answer)
         texts = [self._prompt_text(p) + c for p, c in zip(prompts, completions)]
         return self._map(lambda text: self._topk_one(text, k), texts, on_answer)
 

@@ -24,9 +24,11 @@ checkpoints restore, so a resumed run rolls out the same.
 
 :class:`PolicyObjective` (an :class:`~protege.train.loop.Objective`) is GRPO's clipped surrogate, and KDRL's
 (:mod:`protege.losses.kdrl`) when given a teacher; the teacher's forward pass runs only on the sequences whose
-KD gate is open. One chunked pass over the student's output head computes the log-probabilities, the surrogate,
-the KD term (``exact``: the full-vocabulary reverse KL against the teacher's logits made from its hidden states
-chunk by chunk) and an optional k3 KL to a frozen reference, so neither model's (N, V) logits ever exist.
+KD gate is open; a :class:`~protege.train.served_teacher.ServedTeacher` (any backend's prompt log-probabilities of
+the student's token ids, through the ledger) serves the sampled-token estimators instead. One chunked pass over
+the student's output head computes the log-probabilities, the surrogate, the KD term (``exact``: the
+full-vocabulary reverse KL against the teacher's logits made from its hidden states chunk by chunk) and an
+optional k3 KL to a frozen reference, so neither model's (N, V) logits ever exist.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ from protege.losses.sampled import kl_estimates
 from protege.core.section import Section
 from protege.train.lm_data import collate
 from protege.train.lm_objectives import completion_states, frozen_states, next_tokens, output_head
-from protege.train.preflight import check_token_kd
+from protege.train.preflight import check_token_ids, check_token_kd
 from protege.train.rollouts import Sampler, SamplingConfig
+from protege.train.served_teacher import ServedTeacher
 
 Reward = Callable[[int, str], Any]  # (prompt index, response text) -> 0 or 1
 
@@ -194,7 +197,8 @@ class PolicyObjective:
     """GRPO's (or with a teacher, KDRL's) loss over :class:`GRPOSource` batches.
 
     ``teacher`` is an in-memory causal LM sharing the student's tokenizer (``teacher_tokenizer`` and
-    ``student_tokenizer`` are compared before anything runs); ``reference`` a frozen model for
+    ``student_tokenizer`` are compared before anything runs), or a
+    :class:`~protege.train.served_teacher.ServedTeacher` for the sampled-token estimators; ``reference`` a frozen model for
     ``reference_kl``. ``group_size`` sharpens the warning for a gate that can never open; ``label`` names the term
     in it. The schedule follows
     the loop's step (``begin_step``); call :meth:`switch` when the held-out KL stops improving (schedule
@@ -211,17 +215,24 @@ class PolicyObjective:
             raise ValueError(f"reference_kl={config.reference_kl} and reference="
                              f"{'None' if reference is None else 'a model'}: a KL to a reference needs both a "
                              "positive coefficient and the frozen reference model")
+        self.served = isinstance(teacher, ServedTeacher)
+        if self.served:
+            teacher_tokenizer = teacher_tokenizer or teacher.tokenizer
+            if config.kd.estimator == "exact":
+                raise ValueError("estimator 'exact' needs the teacher's whole distribution at every position, which "
+                                 "a served teacher does not give: load its weights here (teacher.backend: hf), or "
+                                 "use a sampled-token estimator (k2, k1_reward, k3)")
         if teacher is not None:
             if student_tokenizer is None or teacher_tokenizer is None:
                 raise ValueError("pass student_tokenizer and teacher_tokenizer with a teacher: the KD term compares "
                                  "token ids, which is only sound when both models share one tokenizer")
-            check_token_kd(teacher_tokenizer, student_tokenizer)
+            (check_token_ids if self.served else check_token_kd)(teacher_tokenizer, student_tokenizer)
             reason = never_opens(config.kd, drop_zero_variance=config.drop_zero_variance, group_size=group_size)
             if reason is not None:
                 console.warn(f"{label} can never apply, so the teacher will never run: {reason}",
                              code="kd_never_applies")
         self.config = config
-        self.teacher = _frozen(teacher)
+        self.teacher = teacher if self.served else _frozen(teacher)
         self.reference = _frozen(reference)
         self.step = 0
         self.switched = False
@@ -253,6 +264,17 @@ class PolicyObjective:
         self.teacher_tokens += states.shape[0]
         return states, sub
 
+    def _served_logprobs(self, batch: dict[str, Tensor], rows: Tensor, owner: Tensor,
+                         dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """The rows the served teacher scored as given (the others closed) and log p_T at every scored position."""
+        values, scored = self.teacher.token_logprobs(batch, rows)
+        opened = rows.clone()
+        opened[rows.nonzero().flatten()[~scored.to(rows.device)]] = False
+        teacher_logp = torch.zeros(owner.shape[0], dtype=dtype, device=owner.device)
+        teacher_logp[rows[owner]] = values.to(device=owner.device, dtype=dtype)
+        self.teacher_tokens += int(opened[owner].sum())
+        return opened, teacher_logp
+
     def __call__(self, model: Any, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         cfg, kd = self.config, self.config.kd
         mask, rewards = batch["loss_mask"], batch["rewards"]
@@ -275,8 +297,12 @@ class PolicyObjective:
             gate = kd.gates(grouped)
             rows = teacher_rows(kd, grouped, self.step, switched=self.switched, keep=keep.view_as(grouped)).flatten()
             kd_w, pg_w = rows[owner].to(dtype), gate.pg.flatten()[owner].to(dtype) * pg_scale
-            seen = self.teacher_tokens
-            found = self._teacher_states(batch, rows)
+            seen, found = self.teacher_tokens, None
+            if self.served:
+                rows, teacher_logp = self._served_logprobs(batch, rows, owner, dtype)
+                kd_w = rows[owner].to(dtype)
+            else:
+                found = self._teacher_states(batch, rows)
             if found is not None:
                 states, sub = found
                 teacher_head = output_head(self.teacher)

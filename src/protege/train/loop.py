@@ -13,6 +13,10 @@ Read it top to bottom in :func:`train`. The pieces it plugs together:
 * either may define ``begin_step(step)``: the loop calls it with the 0-based optimizer step before fetching that
   step's micro-batches, resumed runs included, so a coefficient schedule or a reused rollout batch follows the
   step rather than a count of calls that a resume would reset.
+* either may define ``end_step(state)``: called with a :class:`LoopState` after every optimizer step, before that
+  step's evaluation and checkpoint, so per-epoch work (refining targets on the student's own predictions) sees
+  the updated weights and its result is saved with the step. A part that keeps such state defines
+  ``state_dict()`` and ``load_state_dict()``; it is then saved in every checkpoint and restored on resume.
 
 Checkpoints (model, optimizer, scheduler, RNG of every process, step) are written to a temporary folder and
 renamed into ``artifacts/checkpoints/<name>/step-NNNNNN``; a rerun resumes from the newest one. With early stopping
@@ -108,6 +112,21 @@ class LoopConfig(Section):
         if (self.steps is None) == (self.epochs is None):
             raise ValueError("give exactly one of steps or epochs, e.g. steps: 100")
         return self
+
+
+@dataclass
+class LoopState:
+    """What an ``end_step`` hook is told: the step just finished and the model after it."""
+
+    step: int  # optimizer steps done, resumed ones included
+    examples_seen: int  # training examples drawn so far, over all processes
+    size: int  # examples in the batch source
+    model: Any  # the unwrapped model, in train mode; a hook that runs it in eval mode puts it back
+
+    @property
+    def epochs_done(self) -> int:
+        """Complete passes over the source so far."""
+        return self.examples_seen // self.size
 
 
 @dataclass
@@ -217,6 +236,9 @@ def train(
         optimizer, lambda s: lr_factor(s, steps, config.warmup_steps, config.schedule))
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
+    for part in (source, objective):
+        if hasattr(part, "state_dict") and hasattr(part, "load_state_dict"):
+            accelerator.register_for_checkpointing(part)
     if tracking:
         accelerator.init_trackers(name, config={k: v for k, v in config.model_dump().items()
                                                 if isinstance(v, (int, float, str, bool))})
@@ -301,6 +323,11 @@ def train(
             advance(1)
             done = step + 1
             result.steps = done
+            hooked = [part for part in (source, objective) if hasattr(part, "end_step")]
+            if hooked:
+                state = LoopState(done, done * per_process * world, len(source), accelerator.unwrap_model(model))
+                for part in hooked:
+                    part.end_step(state)
             # 4. Metrics: sums over the logging window, divided by the terms they cover on all processes.
             window["loss"] += float(accelerator.reduce(step_loss, "sum"))
             window["units"] += float(global_units)

@@ -54,6 +54,10 @@ def test_student_beats_majority_and_metrics_are_complete(finished_run):
     augmented = run.read_json("augment.json")["kept_examples"]
     assert [p["examples"] for p in curve] == [80, 160 + augmented]
     assert "student" in m["headline"] and "majority" in m["headline"]
+    # The teacher's candidate sets, measured on the same gold test texts (and on gold dev).
+    assert m["candidates"]["test"]["n"] == 64 and m["candidates"]["dev"]["n"] == 48
+    # A set always holds the teacher's top label, so it covers gold at least as often (coverage is rounded to 4 places).
+    assert m["models"]["teacher"]["accuracy"] - 1e-4 <= m["candidates"]["test"]["coverage"] <= 1
 
 
 def test_llkd_selection_used_the_first_student(finished_run):
@@ -81,4 +85,6 @@ def test_report_has_every_plot(finished_run):
     for plot in ("confusion", "reliability", "learning_curve", "speed"):
         assert f'id="plot-{plot}"' in page
         assert (run.artifacts / "report_files" / f"{plot}.png").stat().st_size > 1000
-    assert "report_files/confusion.png" in (run.artifacts / "report.md").read_text()
+    markdown = (run.artifacts / "report.md").read_text()
+    assert "report_files/confusion.png" in markdown
+    assert "candidate sets on gold test: hold the gold label / mean size" in markdown

@@ -149,3 +149,27 @@ def test_a_different_tokenizer_is_refused_with_what_would_work():
     other_template.chat_template = CHATML.replace("assistant", "bot")
     with pytest.raises(TokenizerMismatchError, match="k2, k1_reward or k3"):
         check_tokenizers(other_template, mine)
+    check_tokenizers(other_template, mine, served=True)  # what it suggests: a served teacher reads the student's ids
+    with pytest.raises(TokenizerMismatchError, match="sequence level"):
+        check_tokenizers(build_tokenizer(vocab_size=200), mine, served=True)
+
+
+SERVED = {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "tiny-reasoner"}
+
+
+def test_a_served_teacher_scores_the_sampled_tokens_and_exact_is_refused_before_any_rollout(tmp_path, teacher,
+                                                                                           monkeypatch):
+    arms = [{"name": "kdrl", "objective": "kdrl", "kd": {"estimator": "k2", "beta": 0.1}}]
+    rl = {"arms": arms, "rollouts": {"group_size": 2, "max_new_tokens": 5, "generation_dtype": None},
+          "loop": LOOP, "heldout": 3}
+    run = run_recipe(recipe(tmp_path, teacher=SERVED, rl=rl, evaluate={"max_new_tokens": 5, "teacher": False}),
+                     teacher=teacher)
+    s = json.loads((run.artifacts / "rl.json").read_text())["kdrl"]
+    assert s["teacher_tokens"] == s["generated_tokens"] > 0 and s["teacher_unscored"] == 0
+    assert s["evaluations"] == []  # the held-out exact KL needs the weights: skipped
+    rollouts = []
+    monkeypatch.setattr(grpo.GRPOSource, "_rollout", lambda self, indices: rollouts.append(indices))
+    exact = [{"name": "exact", "objective": "kdrl", "kd": {"estimator": "exact"}}]
+    with pytest.raises(ValueError, match="'exact' needs the teacher's whole distribution"):
+        run_recipe(recipe(tmp_path, teacher=SERVED, rl={**rl, "arms": exact}), teacher=teacher)
+    assert rollouts == []

@@ -35,6 +35,8 @@ from protege.core.section import Section
 from protege.core.records import record_id
 from protege.models import calibration as cal
 from protege.tasks.classify import tables
+from protege.tasks.classify.candidate_prompt import ask_candidates
+from protege.tasks.classify.candidates import coverage, warn_on_coverage
 from protege.models.context import fit_text, surely_fits
 from protege.tasks.classify.task import continuations, label_scores, render_all
 from protege.evaluate.metrics import accuracy, largest_class_share, macro_f1
@@ -82,6 +84,16 @@ class AnnotateConfig(Section):
     candidate_mass: float = Field(
         0.9, gt=0, le=1,
         description="An unsure teacher's candidate set is the fewest labels holding this much mass.",
+    )
+    candidate_source: Literal["scores", "generate"] = Field(
+        "scores", description="Where candidate sets come from: scores (the threshold/mass rule above, free) or "
+        "generate (one more greedy teacher request per text asking for every label that could apply; for a "
+        "generating teacher such as an OpenAI-compatible chat server). An answer naming no label falls back to "
+        "the scored rule and is counted.",
+    )
+    candidate_min_coverage: float = Field(
+        0.5, ge=0, le=1, description="Warn when the candidate sets hold the gold label on fewer than this share of "
+        "the gold dev texts (the warning gives the coverage).",
     )
     too_long: Literal["truncate", "refuse"] = Field(
         "truncate", description="A text whose prompt exceeds the teacher's context: truncate it to fit (counted in "
@@ -234,6 +246,29 @@ def multi_token(task: "ClassificationTask", backend: object) -> list[str]:
     return [word for word in continuations(task) if len(encode(word)) > 1]
 
 
+def _candidate_sets(cfg: AnnotateConfig, task: "ClassificationTask", teacher: "LedgeredTeacher", table: pd.DataFrame,
+                    probs: np.ndarray, gold: np.ndarray) -> tuple[list[list[int]], dict]:
+    """Every text's candidate set (label indices) and their coverage of the gold label on dev and test."""
+    sets = [cal.candidate_set(p, threshold=cfg.candidate_threshold, mass=cfg.candidate_mass) for p in probs]
+    unparsed = 0
+    if cfg.candidate_source == "generate":
+        asked = ask_candidates(task, teacher, table["text"].tolist())
+        unparsed = sum(not a for a in asked)
+        if unparsed:
+            console.warn(f"annotate: {unparsed} of {len(asked)} candidate answers named no label; those texts keep "
+                         "the scored threshold/mass set", code="candidates_unparsed")
+        sets = [a or s for a, s in zip(asked, sets)]
+    summary: dict = {"source": cfg.candidate_source, "threshold": cfg.candidate_threshold,
+                     "mass": cfg.candidate_mass, "unparsed": unparsed}
+    for split in (tables.DEV, tables.TEST):
+        rows = np.flatnonzero((table["split"] == split).to_numpy() & (gold >= 0))
+        if len(rows):
+            summary[split] = coverage([sets[i] for i in rows], gold[rows])
+    if tables.DEV in summary:
+        warn_on_coverage(summary[tables.DEV], tables.DEV, cfg.candidate_min_coverage)
+    return sets, summary
+
+
 def run(ctx: "StageContext") -> dict:
     cfg: AnnotateConfig = ctx.config
     task = ctx.require_task()
@@ -272,14 +307,11 @@ def run(ctx: "StageContext") -> dict:
     probs = np.exp(final)
     top = probs.argmax(-1)
     names = np.array(task.labels)
+    sets, candidate_summary = _candidate_sets(cfg, task, teacher, table, probs, gold)
     table = table.assign(
         teacher_logprobs=list(final), teacher_probs=list(probs), teacher_index=top, teacher_label=names[top],
         teacher_confidence=probs.max(-1), teacher_entropy=cal.entropy(probs),
-        candidates=[
-            list(names[cal.candidate_set(p, threshold=cfg.candidate_threshold, mass=cfg.candidate_mass)])
-            for p in probs
-        ],
-        calibration=chosen,
+        candidates=[list(names[s]) for s in sets], calibration=chosen,
     )
     rows = table.to_dict("records")
     for row in rows:
@@ -295,7 +327,7 @@ def run(ctx: "StageContext") -> dict:
         "teacher": teacher_tag(teacher), "labels": task.labels, "templates": n_templates,
         "calibration": chosen, "chosen_by": why, "variants": report,
         "teacher_label_distribution": distribution,
-        "unsure_share": round(unsure, 4),
+        "unsure_share": round(unsure, 4), "candidates": candidate_summary,
         "priors": {n: None if p is None else np.round(p, 4).tolist() for n, p in priors.items()},
         "timing": timing, "ledger": {"hits": teacher.stats.hits, "misses": teacher.stats.misses},
         "multi_token_verbalizers": several,
@@ -310,6 +342,11 @@ def run(ctx: "StageContext") -> dict:
 def _say(summary: dict) -> None:
     console.info(f"annotate: teacher {summary['teacher']}, calibration {summary['calibration']} "
                  f"({summary['chosen_by']}); {summary['unsure_share']:.0%} of texts get a candidate set")
+    for split in (tables.DEV, tables.TEST):
+        stats = summary["candidates"].get(split)
+        if stats:
+            console.info(f"  candidate sets on gold {split}: hold the gold label on {stats['coverage']:.1%}, mean "
+                         f"size {stats['mean_size']:.2f}")
     for name, scores in summary["variants"].items():
         parts = [f"{split} acc {s['accuracy']:.1%} macro-F1 {s['macro_f1']:.2f}"
                  for split, s in scores.items()]

@@ -26,7 +26,7 @@ from protege.core.records import record_id
 from protege.core.section import Section, check_template
 from protege.tasks.classify import tables
 from protege.models import calibration as cal
-from protege.tasks.classify.annotate import score_texts
+from protege.tasks.classify.annotate import AnnotateConfig, score_texts
 from protege.tasks.classify.annotate import teacher_tag
 from protege.tasks.classify import inputs
 from protege.tasks.classify.student import fit, load_student, predict_probs, save_student
@@ -115,14 +115,17 @@ def label_like_annotate(ctx: "StageContext", teacher: Any, texts: list[str]) -> 
 
 
 def augmented_rows(pairs: list[tuple[Error, str]], probs: np.ndarray, labels: list[str], round_no: int,
-                   teacher_tag: str) -> list[dict]:
+                   teacher_tag: str, rule: dict) -> list[dict]:
+    """Table rows for the new texts; candidate sets by annotate's threshold/mass ``rule`` (from annotate.json)."""
     rows = []
     for (parent, text), p in zip(pairs, probs):
         top = int(p.argmax())
+        members = cal.candidate_set(p, threshold=rule["threshold"], mass=rule["mass"])
         rows.append({"id": record_id("augment", parent.id, text), "source": "augment", "split": "pool",
                      "text": text, "parent_id": parent.id, "teacher": teacher_tag, "round": round_no,
                      "teacher_probs": [float(x) for x in p], "teacher_index": top, "teacher_label": labels[top],
-                     "teacher_confidence": float(p.max()), "modelled_on_label": labels[parent.label]})
+                     "teacher_confidence": float(p.max()), "modelled_on_label": labels[parent.label],
+                     "candidates": [labels[i] for i in members]})
     return rows
 
 
@@ -181,12 +184,16 @@ def run(ctx: "StageContext") -> dict[str, Any]:
         if not pairs:
             return []
         probs = label_like_annotate(ctx, teacher, [text for _, text in pairs])
-        rows = augmented_rows(pairs, probs, labels, round_no, teacher_tag(teacher))
+        # A run annotated before annotate.json recorded its rule was annotated with the defaults.
+        default = AnnotateConfig()
+        rule = ctx.run.read_json(tables.ANNOTATE_SUMMARY).get("candidates") or {
+            "threshold": default.candidate_threshold, "mass": default.candidate_mass}
+        rows = augmented_rows(pairs, probs, labels, round_no, teacher_tag(teacher), rule)
         ctx.run.records.append(tables.AUGMENTED, [dict(r) for r in rows], stage=ctx.name)
         return rows
 
     def retrain(rows: pd.DataFrame) -> tuple[float, np.ndarray, Callable[[], None]]:
-        extra = inputs.teacher_examples(rows, train_cfg.targets, len(labels))
+        extra = inputs.teacher_examples(rows, train_cfg.targets, labels)
         fitted = fit(train_cfg, base + extra, dev_texts, dev_labels, labels, run=ctx.run,
                      name=f"augment-{rows['round'].max()}", seed=ctx.seed)
         probs = predict_probs(fitted.model, fitted.tokenizer, dev_texts, max_length=train_cfg.max_length)

@@ -35,7 +35,8 @@ class DataConfig(Section):
     """Where the texts come from and how they are split."""
 
     source: str = Field(
-        description="A packaged dataset (drug-reviews, bbc-news, sst2), a .csv/.tsv/.jsonl/.json/.parquet "
+        description="A packaged dataset (drug-reviews, bbc-news, sst2, sentiment-<set> for fin, poem, tweet-emo, "
+        "emocontext, laptop, rest), a .csv/.tsv/.jsonl/.json/.parquet "
         "file, or hf:<hub id or local folder> read by the datasets library.", json_schema_extra=PATH
     )
     test_source: Optional[str] = Field(
@@ -44,7 +45,8 @@ class DataConfig(Section):
     )
     data_dir: Optional[Path] = Field(
         None, description="sst2: folder holding train.tsv and dev.tsv (default $PROTEGE_SST2_DIR, else "
-        "../shared/data/sst2 beside a source checkout).", json_schema_extra=PATH
+        "../shared/data/sst2 beside a source checkout); sentiment-<set>: the collection's folder, holding e.g. "
+        "SC/fin/train.csv (default $PROTEGE_SENTIMENT_DIR, else ../shared/data/sentiment).", json_schema_extra=PATH
     )
     text_column: str = Field("text", description="Column holding the texts (files and hf sources).")
     label_column: Optional[str] = Field(

@@ -25,6 +25,7 @@ from protege.core import console
 from protege.evaluate import metrics, speed
 from protege.evaluate.costs import parameters, run_costs
 from protege.tasks.classify import certainty, model_card
+from protege.tasks.classify.candidates import frame_coverage
 from protege.tasks.classify.certainty import CertaintyConfig
 from protege.tasks.classify import compare
 from protege.core.section import Section
@@ -153,6 +154,11 @@ def run(ctx: "StageContext") -> dict[str, Any]:
     dev_probs = predict_probs(model, tokenizer, dev_texts, max_length=max_length) if dev_texts else None
     result["calibration"] = certainty.calibration(dev_probs, dev_gold if dev_texts else None, probs[STUDENT], gold,
                                                   cfg.bins)
+    dev_annotated = ctx.run.records.read(tables.ANNOTATED)
+    if len(dev_annotated) and "split" in dev_annotated.columns:
+        dev_annotated = dev_annotated[dev_annotated["split"] == tables.DEV]
+    result["candidates"] = {split: stats for split, stats in (
+        (tables.DEV, frame_coverage(dev_annotated, labels)), (tables.TEST, frame_coverage(test, labels))) if stats}
     result["error_examples"] = certainty.error_examples(texts, gold, preds, probs[STUDENT], labels, conf.error_examples)
     teacher_params = None
     if cfg.measure_speed:

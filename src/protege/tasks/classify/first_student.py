@@ -38,7 +38,7 @@ def run(ctx: "StageContext") -> dict[str, Any]:
     dev_texts, dev_labels = inputs.teacher_dev(ctx.run)
     loop = train_cfg.loop.model_copy(update={"epochs": cfg.epochs, "steps": None})
     fitted = fit(train_cfg.model_copy(update={"loop": loop}),
-                 inputs.teacher_examples(sample, train_cfg.targets, len(labels)), dev_texts, dev_labels, labels,
+                 inputs.teacher_examples(sample, train_cfg.targets, labels), dev_texts, dev_labels, labels,
                  run=ctx.run, name="first_student", seed=ctx.seed)
     probs = predict_probs(fitted.model, fitted.tokenizer, pool["text"].tolist(), max_length=train_cfg.max_length)
     rows = [{"id": i, "student_probs": [float(x) for x in p]} for i, p in zip(pool["id"], probs)]

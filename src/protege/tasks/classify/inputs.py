@@ -17,6 +17,7 @@ from protege.core.errors import UserError
 from protege.core.run import Run
 from protege.tasks.classify.student import ClassifierTrainConfig, Examples
 from protege.tasks.classify import tables
+from protege.tasks.classify.candidates import name_sets
 
 if TYPE_CHECKING:
     from protege.stage import StageContext
@@ -37,16 +38,24 @@ def _need(frame: pd.DataFrame, columns: tuple[str, ...], what: str, fix: str) ->
     return frame
 
 
-def teacher_examples(frame: pd.DataFrame, targets: Literal["soft", "hard"], num_labels: int) -> Examples:
-    """Rows with the teacher's distribution (soft) or its top label (hard) as the target."""
+def teacher_examples(frame: pd.DataFrame, targets: Literal["soft", "hard", "candidates"],
+                     labels: list[str]) -> Examples:
+    """Rows with the teacher's distribution (soft), its top label (hard) or its candidate set (candidates: the
+    ``candidates`` column, label names) as the target."""
     texts = frame["text"].tolist()
     if targets == "hard":
-        return Examples.from_labels(texts, frame["teacher_index"].astype(int).tolist(), num_labels)
+        return Examples.from_labels(texts, frame["teacher_index"].astype(int).tolist(), len(labels))
     probs = np.stack([np.asarray(p, dtype=np.float64) for p in frame["teacher_probs"]])
-    if probs.shape[1] != num_labels:
-        raise ValueError(f"teacher_probs have {probs.shape[1]} classes but the task has {num_labels} labels; "
+    if probs.shape[1] != len(labels):
+        raise ValueError(f"teacher_probs have {probs.shape[1]} classes but the task has {len(labels)} labels; "
                          "re-run annotate after changing task.labels")
-    return Examples.from_soft(texts, probs / probs.sum(1, keepdims=True))
+    probs = probs / probs.sum(1, keepdims=True)
+    if targets == "candidates":
+        if "candidates" not in frame.columns:
+            raise UserError("train.targets: candidates needs the 'candidates' column annotate writes; the training "
+                            "table has none: re-run annotate, or use targets soft or hard")
+        return Examples.from_candidates(texts, probs, name_sets(frame["candidates"].tolist(), labels))
+    return Examples.from_soft(texts, probs)
 
 
 def training_table(run: Run, table: str) -> pd.DataFrame:

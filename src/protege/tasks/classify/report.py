@@ -189,6 +189,9 @@ def fact_rows(result: Mapping[str, Any]) -> list[list[str]]:
             rows.append([f"{who} throughput (batched) / latency (one text)",
                          f"{speed[who]['throughput']:.1f} texts/s / {speed[who]['latency_ms']:.1f} ms"])
         rows.append(["student speed-up (throughput)", times(speed["speedup_throughput"])])
+    for split, stats in (result.get("candidates") or {}).items():
+        rows.append([f"teacher's candidate sets on gold {split}: hold the gold label / mean size",
+                     f"{_fmt(stats['coverage'])} / {stats['mean_size']:.2f} labels ({stats['n']} texts)"])
     for key, value in (result.get("training") or {}).items():
         rows.append([key.replace("_", " "), str(value)])
     return rows

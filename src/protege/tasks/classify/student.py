@@ -3,7 +3,8 @@
 Every training example carries exactly one target: the teacher's label distribution (``soft``), or a class id
 (``label``): the teacher's top label when training on hard labels, or a gold label when the recipe allows gold.
 Soft rows are scored with the tempered KL of :func:`protege.losses.classification_kd`; labelled rows with the same
-function at ``hard_weight=1`` (plain cross-entropy). The objective returns a sum and a count, so the loop can
+function at ``hard_weight=1`` (plain cross-entropy). With ``targets: candidates`` every example also carries a
+candidate set and :class:`~protege.tasks.classify.candidates.CandidateObjective` trains on it instead. The objective returns a sum and a count, so the loop can
 normalise over the whole accumulated step rather than per micro-batch.
 """
 
@@ -21,11 +22,13 @@ from pydantic import Field
 from torch import Tensor
 
 from protege.losses import classification_kd
+from protege.losses.candidates import restrict
 from protege.core.section import PATH, Section
 from protege.core.run import Run
 from protege.train.loop import EarlyStopping, LoopConfig, TrainResult
 from protege.train.loop import train as train_loop
 from protege.tasks.classify import tables
+from protege.tasks.classify.candidates import CandidateObjective, start_targets
 from protege.models.zoo import load_encoder_classifier
 
 STUDENT_CARD = "protege-student.json"
@@ -44,8 +47,14 @@ class ClassifierTrainConfig(Section):
 
     student: str = Field("minilm-l6", description="Encoder to fine-tune: embedded name, local folder or hub id.",
                          json_schema_extra=PATH)
-    targets: Literal["soft", "hard"] = Field(
-        "soft", description="soft: the teacher's label distribution (KD loss); hard: its top label (cross-entropy)."
+    targets: Literal["soft", "hard", "candidates"] = Field(
+        "soft", description="soft: the teacher's label distribution (KD loss); hard: its top label (cross-entropy); "
+        "candidates: its candidate set, with a target that starts at the teacher's distribution on the set and is "
+        "refined toward the student's own predictions on it each epoch (CanDist)."
+    )
+    candidate_momentum: float = Field(
+        0.7, ge=0, le=1, description="targets candidates: share of the old target kept at each epoch's end; the "
+        "rest moves to the student's prediction on the set (1: the teacher's target for ever, 0: the student's)."
     )
     use_gold: bool = Field(
         False, description="Also train on the gold labels of the seed table. Off by default: gold is used for "
@@ -81,11 +90,13 @@ class ClassifierTrainConfig(Section):
 @dataclass
 class Examples:
     """Texts with one target each: a probability row in ``soft`` (NaN row when absent) or a class id in ``labels``
-    (-100 when absent)."""
+    (-100 when absent); and each text's candidate set in ``sets`` (all labels for a soft row and the label alone
+    for a labelled row unless given: :meth:`from_candidates`)."""
 
     texts: list[str]
     soft: np.ndarray  # (N, C) float, NaN rows where the example has a hard label instead
     labels: np.ndarray  # (N,) int64, -100 where the example has a soft target instead
+    sets: Optional[np.ndarray] = None  # (N, C) bool: labels the example may have; filled in when None
 
     def __post_init__(self) -> None:
         n = len(self.texts)
@@ -96,6 +107,12 @@ class Examples:
         if (has_soft == has_label).any():
             bad = int(np.flatnonzero(has_soft == has_label)[0])
             raise ValueError(f"example {bad} ({self.texts[bad][:40]!r}) needs exactly one of a soft target or a label")
+        if self.sets is None:
+            self.sets = np.ones(self.soft.shape, dtype=bool)
+            self.sets[has_label] = np.eye(self.num_labels, dtype=bool)[self.labels[has_label]]
+        if self.sets.shape != self.soft.shape or not self.sets.any(1).all():
+            raise ValueError(f"Examples: candidate sets {self.sets.shape} must be (N, C) = {self.soft.shape} with "
+                             "at least one label per row")
 
     @property
     def num_labels(self) -> int:
@@ -113,15 +130,25 @@ class Examples:
     def from_labels(cls, texts: Sequence[str], labels: Sequence[int], num_labels: int) -> "Examples":
         return cls(list(texts), np.full((len(texts), num_labels), np.nan), np.asarray(labels, dtype=np.int64))
 
+    @classmethod
+    def from_candidates(cls, texts: Sequence[str], probs: Any, sets: Sequence[Sequence[int]]) -> "Examples":
+        """Teacher distributions restricted to each text's candidate set (label indices) and renormalised there."""
+        probs = np.asarray([list(p) for p in probs], dtype=np.float64).reshape(len(texts), -1)
+        mask = np.zeros(probs.shape, dtype=bool)
+        for row, members in enumerate(sets):
+            mask[row, list(members)] = True
+        restricted = restrict(torch.from_numpy(probs), torch.from_numpy(mask)).numpy()
+        return cls(list(texts), restricted, np.full(len(texts), -100, dtype=np.int64), mask)
+
     def subset(self, index: Sequence[int]) -> "Examples":
         idx = np.asarray(index, dtype=np.int64)
-        return Examples([self.texts[i] for i in idx], self.soft[idx], self.labels[idx])
+        return Examples([self.texts[i] for i in idx], self.soft[idx], self.labels[idx], self.sets[idx])
 
     def __add__(self, other: "Examples") -> "Examples":
         if other.num_labels != self.num_labels:
             raise ValueError(f"cannot join examples over {self.num_labels} and {other.num_labels} classes")
         return Examples(self.texts + other.texts, np.concatenate([self.soft, other.soft]),
-                        np.concatenate([self.labels, other.labels]))
+                        np.concatenate([self.labels, other.labels]), np.concatenate([self.sets, other.sets]))
 
 
 @dataclass
@@ -142,6 +169,7 @@ class ExampleSource:
                                     return_tensors="pt"))
         batch["soft"] = torch.tensor(chosen.soft, dtype=torch.float32)
         batch["labels"] = torch.tensor(chosen.labels, dtype=torch.long)
+        batch["index"] = torch.tensor(list(indices), dtype=torch.long)  # where per-example state is kept
         return batch
 
 
@@ -249,8 +277,15 @@ def fit(
         return {"dev_accuracy": float((probs.argmax(1) == dev_gold).mean()) if len(dev_gold) else 0.0}
 
     loop = config.loop.model_copy(update={"seed": seed})
+    objective: Any = ClassifierObjective(config.temperature)
+    if config.targets == "candidates":
+        texts = train.texts
+        objective = CandidateObjective(
+            start_targets(train.soft, train.labels, train.sets), torch.from_numpy(train.sets),
+            config.candidate_momentum,
+            lambda m: predict_probs(m, tokenizer, texts, max_length=config.max_length))
     result = train_loop(
-        model, ClassifierObjective(config.temperature), ExampleSource(train, tokenizer, config.max_length), loop,
+        model, objective, ExampleSource(train, tokenizer, config.max_length), loop,
         run=run, evaluate=evaluate if dev_texts else None, name=name,
     )
     if run is not None:

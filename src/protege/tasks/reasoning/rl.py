@@ -9,6 +9,11 @@ Every arm starts from a fresh copy of the student (``artifacts/student/``) and t
   ``kd_only``: the reward is computed, logged and trains nothing); ``exact`` by default, the full-vocabulary KL;
 * ``kdrl``: both, with the arm's estimator, β schedule and gate (:mod:`protege.losses.kdrl`).
 
+The teacher is the prepared one in process (``teacher.backend: hf``); with any other backend (an
+OpenAI-compatible server, llama.cpp) it is a :class:`~protege.train.served_teacher.ServedTeacher`: the
+sampled-token estimators (k2, k1_reward, k3) score the student's token ids through the run's ledger, ``exact``
+and the held-out exact KL need the weights (the first is refused, the second skipped).
+
 Per step the loop logs to ``metrics/rl-<arm>.jsonl`` the policy-gradient loss, the unweighted KD term, β, the
 gate-open fraction, teacher tokens, the share of zero-variance groups, mean reward and response length. With
 ``heldout`` > 0 each evaluation writes the exact KL from the student to the teacher on held-out (dev) prompts
@@ -46,6 +51,7 @@ from protege.train.grpo import GRPOConfig, GRPOSource, PolicyConfig, PolicyObjec
 from protege.train.lm_data import encode_prompt
 from protege.train.loop import LoopConfig, train
 from protege.train.preflight import TokenizerMismatchError
+from protege.train.served_teacher import ServedTeacher
 from protege.train.student import save_causal_lm
 
 if TYPE_CHECKING:
@@ -117,10 +123,12 @@ class RLConfig(Section):
         return self
 
 
-def check_tokenizers(teacher_tokenizer: Any, student_tokenizer: Any) -> None:
-    """Refuse token-level KD between different tokenizers, naming what differs and what would work instead."""
+def check_tokenizers(teacher_tokenizer: Any, student_tokenizer: Any, *, served: bool = False) -> None:
+    """Refuse token-level KD between different tokenizers, naming what differs and what would work instead.
+
+    A ``served`` teacher scores the student's token ids as given, so it needs only the same id map."""
     report = compare_tokenizers(teacher_tokenizer, student_tokenizer)
-    if report.ok:
+    if report.ok or (served and report.same_vocab):
         return
     if report.same_vocab:
         instead = ("The vocabularies match (the same token → id map), so the sampled-token estimators can still "
@@ -164,6 +172,19 @@ def _problems(ctx: "StageContext", cfg: RLConfig) -> list[dict]:
             raise ValueError("rl.prompts: boundary, but the estimate stage labelled no problem boundary; use "
                              "prompts: train, or raise estimate.k so mixed problems show")
     return problems[: cfg.limit] if cfg.limit else problems
+
+
+def _teacher(ctx: "StageContext") -> tuple[Any, Any]:
+    """(teacher, its tokenizer): the weights in process (hf), else the ledgered backend as a served KD teacher."""
+    if ctx.route is not None and ctx.route.config.backend != "hf":
+        ledgered = ctx.teacher
+        tokenizer = getattr(ledgered.inner, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError(f"rl: the {ctx.route.config.backend!r} teacher scores the student's tokens for the "
+                             "sampled-token estimators, which needs its tokenizer to check it is the student's: "
+                             "set teacher.tokenizer (the served model's)")
+        return ServedTeacher(ledgered, tokenizer), tokenizer
+    return ctx.teacher_weights()
 
 
 def _signature(cfg: RLConfig, arm: RLArm, seed: int) -> str:
@@ -229,6 +250,7 @@ def _train_arm(ctx: "StageContext", arm: RLArm, objective: PolicyObjective, prob
             "steps": result.steps,
             "seconds": round(result.seconds, 1), "prompts": len(prompts), "rollouts": source.rollouts,
             "generated_tokens": source.generated_tokens, "teacher_tokens": objective.teacher_tokens,
+            "teacher_unscored": getattr(objective.teacher, "mismatched", 0),
             "generated_tokens_per_step": source.generated_tokens / max(result.steps, 1),
             "final": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
             "evaluations": result.evaluations,
@@ -242,8 +264,12 @@ def run(ctx: "StageContext") -> dict:
     check_rewards(task, problems)
     dev = _dev(ctx, cfg.heldout)
     _, student_tokenizer = load_model(ctx.run.artifacts / tables.STUDENT, "the student")
-    teacher, teacher_tokenizer = ctx.teacher_weights()
-    check_tokenizers(teacher_tokenizer, student_tokenizer)
+    teacher, teacher_tokenizer = _teacher(ctx)
+    served = isinstance(teacher, ServedTeacher)
+    check_tokenizers(teacher_tokenizer, student_tokenizer, served=served)
+    if served and dev:
+        console.info("rl: the held-out exact KL needs the teacher's weights; with a served teacher it is skipped")
+        dev = []
     path = ctx.run.artifacts / tables.RL_SUMMARY
     summary = ctx.run.read_json(tables.RL_SUMMARY) if path.exists() else {}
     todo = [a for a in cfg.arms if summary.get(a.name, {}).get("signature") != _signature(cfg, a, ctx.seed)
