@@ -198,9 +198,19 @@ def generative_cmd(args, done: set) -> None:
                    pre_steps=args.pre_steps if arm != "none" else 0, ft_steps=args.ft_steps, **extra)
 
 
-def _f1_on(gold: dict, pred: dict, ids: list[str]) -> float:
-    g = {f"{j}": gold[i] for j, i in enumerate(ids)}
-    return pair_scores(g, {f"{j}": pred.get(i, ()) for j, i in enumerate(ids)}).f1
+def _counts(gold: dict, pred: dict, ids: list[str]) -> np.ndarray:
+    """Per test sentence: (matched pairs, predicted pairs, gold pairs), shape (3, N)."""
+    rows = [pair_scores({i: gold[i]}, {i: pred.get(i, ())}) for i in ids]
+    return np.array([[r.matched for r in rows], [r.predicted for r in rows], [r.gold for r in rows]], float)
+
+
+def _f1(counts: list[np.ndarray], pick: np.ndarray) -> np.ndarray:
+    """Micro pair F1 = 2M / (P + G) on each row of resampled sentence indices, averaged over seeds."""
+    scores = []
+    for c in counts:
+        m, p, g = (c[k][pick].sum(-1) for k in range(3))
+        scores.append(np.where(p + g > 0, 2 * m / np.maximum(p + g, 1), 0.0))
+    return np.mean(scores, axis=0)
 
 
 def summarise(n_boot: int = 1000) -> dict:
@@ -208,37 +218,36 @@ def summarise(n_boot: int = 1000) -> dict:
     test = {e.id: e.aspects for e in load_semeval("lap", "test", TASK).examples}
     groups: dict = {}
     for r in records:
-        config = r["key"].split(":", 3)[3] if r["key"].count(":") >= 3 else ""
         preds = {i: tuple(Aspect(a["from"], a["to"], a["target"], a["polarity"]) for a in v)
                  for i, v in r["pred"].items()}
-        groups.setdefault((r["family"], config), {}).setdefault(r["arm"], {})[r["training_seed"]] = (r, preds)
+        groups.setdefault((r["family"], r["key"].split(":", 3)[3]), {}).setdefault(r["arm"], {})[
+            r["training_seed"]] = (r, preds)
+    quality_file = RESULTS / "rationales-quality.json"
     out = {"interval": "95 % percentile bootstrap over test sentences (1000 resamples) of the mean over "
            "training seeds; differences paired on the same resampled sentences and the seeds both arms have",
-           "quality": json.loads((RESULTS / "rationales-quality.json").read_text())
-           if (RESULTS / "rationales-quality.json").exists() else None, "rows": []}
+           "quality": json.loads(quality_file.read_text()) if quality_file.exists() else None, "rows": []}
     rng = np.random.default_rng(0)
     for (family, config), arms in groups.items():
         ids = sorted(next(iter(next(iter(arms.values())).values()))[1])
         gold = {i: test[i] for i in ids}
-        resamples = [[ids[k] for k in rng.integers(0, len(ids), len(ids))] for _ in range(n_boot)]
-
-        def mean_f1(arm: str, seeds: list[int], on: list[str]) -> float:
-            return float(np.mean([_f1_on(gold, arms[arm][s][1], on) for s in seeds]))
-
+        counts = {arm: {s: _counts(gold, p, ids) for s, (_, p) in by_seed.items()} for arm, by_seed in arms.items()}
+        picks = rng.integers(0, len(ids), (n_boot, len(ids)))
+        whole = np.arange(len(ids))[None, :]
         for arm, by_seed in arms.items():
             seeds = sorted(by_seed)
-            boot = [mean_f1(arm, seeds, sample) for sample in resamples]
+            own = [counts[arm][s] for s in seeds]
             row = {"family": family, "config": config, "arm": arm, "seeds": seeds,
-                   "pair_f1": mean_f1(arm, seeds, ids), "interval": list(np.percentile(boot, [2.5, 97.5])),
+                   "pair_f1": float(_f1(own, whole)[0]),
+                   "interval": list(np.percentile(_f1(own, picks), [2.5, 97.5])),
                    "pair_f1_per_seed": [by_seed[s][0]["pair"]["f1"] for s in seeds],
-                   "seconds": [by_seed[s][0]["seconds"] for s in seeds]}
-            if arm != "none" and "none" in arms:
-                both = sorted(set(seeds) & set(arms["none"]))
-                if both:
-                    diff = [mean_f1(arm, both, sample) - mean_f1("none", both, sample) for sample in resamples]
-                    row["vs_none"] = {"seeds": both,
-                                      "difference": mean_f1(arm, both, ids) - mean_f1("none", both, ids),
-                                      "interval": list(np.percentile(diff, [2.5, 97.5]))}
+                   "seconds": [by_seed[s][0]["seconds"] for s in seeds],
+                   **{k: by_seed[seeds[0]][0][k] for k in ("texts", "health") if k in by_seed[seeds[0]][0]}}
+            both = sorted(set(seeds) & set(arms.get("none", {}))) if arm != "none" else []
+            if both:
+                mine, base = [counts[arm][s] for s in both], [counts["none"][s] for s in both]
+                diff = _f1(mine, picks) - _f1(base, picks)
+                row["vs_none"] = {"seeds": both, "difference": float(_f1(mine, whole)[0] - _f1(base, whole)[0]),
+                                  "interval": list(np.percentile(diff, [2.5, 97.5]))}
             out["rows"].append(row)
     return out
 
