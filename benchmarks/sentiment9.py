@@ -1,6 +1,7 @@
 """Teacher without training or a distilled student? Every shared sentiment set, 100 gold labels, one budget.
 
-For each set of the shared sentiment collection (``sentiment-<set>``: fin, poem, tweet-emo, emocontext, laptop,
+The issue names nine sets (the feedback-ICL paper's); the shared data holds seven: six in the sentiment collection
+plus SST-2. For each set of the shared sentiment collection (``sentiment-<set>``: fin, poem, tweet-emo, emocontext, laptop,
 rest; aspect-given sets as ``Aspect: ... Sentence: ...`` texts) and SST-2, with the same recipe stages a user
 runs (data -> annotate -> icl -> select -> train -> evaluate -> report, via ``run_recipe``):
 
