@@ -41,7 +41,7 @@ FAMILY = Family(
               reads=(t.ANNOTATED,), uses=(t.STUDENT_POOL, t.SEED), writes=(t.SELECTED, t.SELECT_SUMMARY)),
         Stage("train", ClassifierTrainConfig, train.run,
               "The student classifier trained on the teacher's labels (and the students it is compared with).",
-              reads=(t.ANNOTATED,), uses=(t.SELECTED, t.SEED), needs=lambda cfg: (cfg.train_table,),
+              reads=(t.ANNOTATED,), uses=(t.SELECTED, t.SEED), needs=lambda cfg: (cfg.train_table,) if cfg.train_table else (),
               writes=(t.STUDENT, t.STUDENTS, t.TRAINED, t.TRAIN_LOGS)),
         Stage("augment", augment.AugmentConfig, augment.run,
               "Rounds of teacher-written examples modelled on the student's dev errors, then retraining.",

@@ -232,6 +232,33 @@ def baseline_rows(result: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
+def augment_rows(summary: Mapping[str, Any]) -> list[list[str]]:
+    """The augmentation's settings, budget ratio, chosen strategy, spend and rounds (``augment.json``)."""
+    plan, spend = summary.get("strategy") or {}, summary.get("spend") or {}
+    rows = [["prompt / errors mined on", f"{summary.get('prompt', 'one_error')} / {summary.get('mine', 'dev')}"]]
+    if plan.get("ratio") is not None:
+        rows.append(["budget ratio R = budget / gold seed",
+                     f"{plan['budget_units']} / {plan['seed_size']} = {plan['ratio']:g} ({plan['unit']}; "
+                     f"generation_cost {plan['generation_cost']:g})"])
+        rows.append(["R spent", f"{plan.get('ratio_spent', 0):g}"])
+    chosen = plan.get("strategy", "new")
+    rows.append(["strategy", chosen if plan.get("requested") in (None, chosen) else f"{chosen} (auto: "
+                 f"rephrase from R {plan['thresholds']['rephrase_from']:g}, new from {plan['thresholds']['new_from']:g})"])
+    if spend:
+        rows.append(["asked: completions / scored prompts / call units",
+                     f"{spend['generated']} / {spend['scored']} / {spend['units']:g}"])
+    for h in summary.get("history") or []:
+        if "stopped" in h:
+            rows.append([f"round {h['round']}", f"stopped: {h['stopped']}"])
+        elif h["round"]:
+            rows.append([f"round {h['round']}", f"{h['new_examples']} new rows for {', '.join(h['asked_for'])}; dev "
+                         f"{summary.get('metric', 'agreement')} {_fmt(h['dev_metric'])} "
+                         f"({'kept' if h['kept'] else 'not kept'})"])
+        else:
+            rows.append(["before augmentation", f"dev {summary.get('metric', 'agreement')} {_fmt(h['dev_metric'])}"])
+    return rows
+
+
 def error_rows(result: Mapping[str, Any]) -> list[list[str]]:
     return [[e["text"], e["gold"], f"{e['student']} ({e['student_confidence']:.0%})", e["teacher"] or "–"]
             for e in result.get("error_examples") or []]
@@ -263,6 +290,9 @@ def build(run: Run) -> Report:
     if result.get("cost"):
         blocks.append(Table(["what", "value"], cost_rows(result), "What it cost"))
     blocks.append(Table(["fact", "value"], fact_rows(result), "Facts"))
+    if (run.artifacts / tables.AUGMENT_SUMMARY).exists():
+        blocks.append(Table(["augmentation", ""], augment_rows(run.read_json(tables.AUGMENT_SUMMARY)),
+                            "Augmentation: budget ratio, strategy and rounds"))
     if result.get("error_examples"):
         blocks.append(Table(["text", "gold", "student (confidence)", "teacher"], error_rows(result),
                             "The student's most confident errors"))
