@@ -3,6 +3,7 @@ teacher, the budget is spent exactly as counted, R and the strategy are written 
 below 1 is refused before any teacher call."""
 
 import json
+import random
 import re
 import shutil
 
@@ -15,8 +16,6 @@ from protege.pipeline.runner import run_recipe
 
 from fake_teacher import CUES, FILLER, CueTeacher, _text
 from tiny_encoder import build_tiny_encoder, separable_texts
-
-import random
 
 
 class CountingTeacher(CueTeacher):
