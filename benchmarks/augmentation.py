@@ -120,8 +120,10 @@ def run_cell(folder: Path, recipe: dict, name: str, augment: dict | None) -> dic
 
 
 def _teacher_seconds(run: Any) -> dict:
-    """Teacher seconds per method spent in the run (the base's and the cell's), from the ledger."""
-    return {m: round(t.latency_s, 1) for m, t in run.ledger.totals_by_method().items()}
+    """Paid teacher requests and their seconds per method in the run (the base's and the cell's), from the
+    ledger: what one generation costs in scoring calls on this machine."""
+    return {m: {"requests": t.calls, "seconds": round(t.latency_s, 1), "completion_tokens": t.completion_tokens}
+            for m, t in run.ledger.totals_by_method().items()}
 
 
 def _done(path: Path) -> set:
