@@ -2,6 +2,7 @@
 
     python benchmarks/reasoning_heal.py run --teacher-steps 30 --variants kd20 kd100_lr1e3 --runs runs/heal
     python benchmarks/reasoning_heal.py table            # results/reasoning_heal-runs.jsonl -> reasoning_heal.json
+    python benchmarks/reasoning_heal.py probe --run runs/heal/3x1-t30/kd20   # layer choices before any healing
     python benchmarks/reasoning_heal.py run --quick --variants kd20 --runs /tmp/heal   # tiny random llama, seconds
 
 **What runs.** ``recipes/reasoning-quickstart.yaml``'s ``problems``, ``prepare_teacher``, ``student`` and
@@ -13,6 +14,11 @@ the teacher and the student on the test problems, their format rates, the studen
 seconds of teacher preparation and of healing, and why the teacher's wrong answers are wrong (unformatted,
 truncated, a wrong ``a ± b = c`` step, or every written step right but the wrong numbers chained). A row
 already there is skipped, so an interrupted run resumes.
+
+**Probe.** Which 15 layers to keep, before any healing: each candidate cut of a finished run's prepared teacher
+(``PROBE_CUTS``) is scored teacher-forced on training solutions (the tokenisation the healing uses): mean
+cross-entropy of the solution tokens, and how often the arithmetic result token (the one right after "=") is
+the cut model's argmax. Forward passes only, a few CPU-minutes; written to ``results/reasoning_heal-probe.json``.
 
 **Variants** (``VARIANTS``): the student section's ``loop`` and ``distill`` overrides and its ``keep``. The
 student stays the layer-pruned half-depth copy of the prepared teacher, healed by its logit KD; variants change
@@ -36,17 +42,24 @@ sys.path.insert(0, str(ROOT / "src"))
 RECIPE = ROOT / "recipes" / "reasoning-quickstart.yaml"
 RESULTS = HERE / "results"
 ROWS = "reasoning_heal-runs.jsonl"
+EVERY_OTHER = "every_other"
 KEEP_LAST = [*range(0, 28, 2), 29]  # every other layer, but the last one kept instead of layer 28
+ENDS = [*range(8), *range(23, 30)]  # the first 8 and the last 7: one contiguous block of 15 removed
 
 VARIANTS: dict[str, dict] = {
-    "kd20": {"loop": {"steps": 20, "lr": 3e-4, "warmup_steps": 2}},  # the recipe's setting until 2026-12-02
-    "kd100_lr1e3": {"loop": {"steps": 100, "lr": 1e-3, "warmup_steps": 5}},
-    "kd100_lr1e3_last": {"loop": {"steps": 100, "lr": 1e-3, "warmup_steps": 5}, "keep": KEEP_LAST},
-    "kd60_lr1e3": {"loop": {"steps": 60, "lr": 1e-3, "warmup_steps": 5}},
+    "kd20": {"loop": {"steps": 20, "lr": 3e-4, "warmup_steps": 2}, "keep": EVERY_OTHER},  # the default until 2026-12-02
+    "kd60_lr1e3": {"loop": {"steps": 60, "lr": 1e-3, "warmup_steps": 5}, "keep": EVERY_OTHER},
     "kd60_lr1e3_last": {"loop": {"steps": 60, "lr": 1e-3, "warmup_steps": 5}, "keep": KEEP_LAST},
-    "kd100_lr3e4": {"loop": {"steps": 100, "lr": 3e-4, "warmup_steps": 5}},
-    "kd100_lr1e3_ce0": {"loop": {"steps": 100, "lr": 1e-3, "warmup_steps": 5}, "distill": {"ce_weight": 0.0}},
-    "kd100_lr1e3_bf16": {"loop": {"steps": 100, "lr": 1e-3, "warmup_steps": 5, "mixed_precision": "bf16"}},
+    "kd40_lr5e4": {"loop": {"steps": 40, "lr": 5e-4, "warmup_steps": 5}, "keep": EVERY_OTHER},
+    "kd40_lr5e4_ends": {"loop": {"steps": 40, "lr": 5e-4, "warmup_steps": 5}, "keep": ENDS},  # the new default
+    "kd40_lr5e4_ends_ce0": {"loop": {"steps": 40, "lr": 5e-4, "warmup_steps": 5}, "keep": ENDS,
+                            "distill": {"ce_weight": 0.0}},
+}
+
+PROBE_CUTS: dict[str, Optional[list[int]]] = {
+    "teacher (30 layers)": None, "every_other": list(range(0, 30, 2)), "every_other_last": KEEP_LAST,
+    "first_15": list(range(15)), "first_14_last": [*range(14), 29], "first_12_last_3": [*range(12), 27, 28, 29],
+    "first_10_last_5": [*range(10), *range(25, 30)], "first_8_last_7": ENDS,
 }
 
 
@@ -65,8 +78,7 @@ def recipe_data(run_dir: Path, terms: int, digits: int, teacher_steps: int, vari
     student = data["student"]
     student["loop"] = {**student["loop"], **spec.get("loop", {})}
     student["distill"] = {**student["distill"], **spec.get("distill", {})}
-    if "keep" in spec:
-        student["keep"] = spec["keep"]
+    student["keep"] = spec["keep"]
     if quick:  # tiny random models: every stage for a step or two
         loop = {"steps": 2, "micro_batch_size": 2, "lr": 1e-3, "tracker": None, "log_every": 1}
         data.update(teacher={"backend": "hf", "model": "tiny"}, problems={"train": 8, "test": 4})
@@ -135,6 +147,42 @@ def run_one(runs: Path, terms: int, digits: int, teacher_steps: int, variant: st
             "student_wrong": why_wrong([r for r in results if r["policy"] == "student"])}
 
 
+def probe(run_dir: Path, examples: int) -> list[dict]:
+    """Teacher-forced cross-entropy and result-token accuracy of every cut in ``PROBE_CUTS``, untrained."""
+    import copy
+
+    import torch
+
+    from protege.core.run import Run
+    from protege.models.prune import prune_layers
+    from protege.models.zoo import load_causal_lm
+    from protege.pipeline.recipe import load_recipe
+    from protege.tasks.reasoning.prepare import solution_examples
+
+    run = Run.open_existing(run_dir)
+    recipe = load_recipe(run_dir / "recipe.yaml", {"run_dir": str(run_dir)})
+    teacher, tokenizer = load_causal_lm(str(run.artifacts / "teacher"))
+    data = solution_examples(run, recipe.task, tokenizer, recipe.student.max_length)
+    rows = []
+    for name, keep in PROBE_CUTS.items():
+        model = (teacher if keep is None else prune_layers(copy.deepcopy(teacher), keep)).eval()
+        losses, right, results = [], 0, 0
+        for ids, n_prompt in list(zip(data.sequences, data.prompt_lengths))[:examples]:
+            with torch.no_grad():
+                logits = model(torch.tensor([ids])).logits[0, n_prompt - 1:-1].float()
+            targets = torch.tensor(ids[n_prompt:])
+            losses.append(torch.nn.functional.cross_entropy(logits, targets).item())
+            after_equals = [i for i in range(1, len(targets))
+                            if tokenizer.decode(ids[n_prompt + i - 1:n_prompt + i]).strip().endswith("=")]
+            right += sum(int(logits[i].argmax() == targets[i]) for i in after_equals)
+            results += len(after_equals)
+        rows.append({"cut": name, "layers": keep or list(range(teacher.config.num_hidden_layers)),
+                     "solution_ce": round(sum(losses) / len(losses), 3), "result_tokens": results,
+                     "result_token_accuracy": round(right / max(results, 1), 3)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
@@ -151,7 +199,9 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("phase", choices=["run", "table"])
+    parser.add_argument("phase", choices=["run", "table", "probe"])
+    parser.add_argument("--run", type=Path, help="probe: a finished run directory (its artifacts/teacher)")
+    parser.add_argument("--examples", type=int, default=24, help="probe: training solutions scored")
     parser.add_argument("--variants", nargs="+", default=["kd20"], choices=list(VARIANTS))
     parser.add_argument("--teacher-steps", type=int, default=30)
     parser.add_argument("--terms", type=int, default=3)
@@ -173,6 +223,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.phase == "probe":
+        rows = probe(args.run, args.examples)
+        (args.out / "reasoning_heal-probe.json").write_text(json.dumps({"run": str(args.run), "rows": rows}, indent=2))
+        return 0
     for variant in args.variants:
         key = (f"{args.terms}x{args.digits}", args.teacher_steps, variant)
         if any((r["cell"], r["teacher_steps"], r["variant"]) == key for r in _rows(path)):
