@@ -160,7 +160,8 @@ def summary(r: dict) -> str:
              f"{r['pool_teacher_accuracy']:.1%}), pool {r['sizes']['pool']}, dev {r['sizes']['dev']}, test "
              f"{r['sizes']['test']}; candidate sets hold gold on dev {cov['dev']['coverage']:.1%} / test "
              f"{cov['test']['coverage']:.1%}, mean size {cov['test']['mean_size']:.2f}",
-             "", "| student from | accuracy (mean ± sd, 3 seeds) | macro-F1 | pooled 95 % interval |", "|---|---|---|---|"]
+             "", f"| student from | accuracy (mean ± sd, {r['settings']['seeds']} seeds) | macro-F1 "
+             "| pooled 95 % interval |", "|---|---|---|---|"]
     for arm, a in r["arms"].items():
         lo, hi = a["pooled_interval"]
         lines.append(f"| {arm} | {a['mean_accuracy']:.1%} ± {a['sd_accuracy']:.1%} | {a['mean_macro_f1']:.3f} "

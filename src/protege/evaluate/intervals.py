@@ -4,6 +4,8 @@
   stays inside [0, 1] and does not collapse to a point at 0 or n successes, which matters for pass rates
   estimated from a handful of samples.
 * :func:`bootstrap_metric`: a percentile bootstrap interval of any score of a set of items (macro-F1).
+* :func:`gold_scores`: accuracy and macro-F1 of predicted labels against gold ones, each with its 95 % interval
+  (Wilson for accuracy, the percentile bootstrap over items for macro-F1): how every classifier is reported.
 * :func:`paired_bootstrap`: a percentile bootstrap interval of mean(a) − mean(b) where ``a[i]`` and ``b[i]``
   score the same item: items are resampled with replacement and both arrays take the same resample, so the
   item-to-item variation both systems share cancels. ``inside_noise`` says the interval contains 0.
@@ -18,6 +20,8 @@ from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from protege.evaluate.metrics import macro_f1
 
 
 def _z(confidence: float) -> float:
@@ -98,3 +102,17 @@ def bootstrap_metric(metric: Callable[[np.ndarray], float], items: int, *, resam
     tail = (1 - confidence) / 2
     low, high = np.quantile(values, [tail, 1 - tail])
     return float(low), float(high)
+
+
+def gold_scores(gold: ArrayLike, pred: ArrayLike, num_classes: int, *, seed: int = 0) -> dict:
+    """``n``, ``accuracy`` and ``macro_f1`` of ``pred`` against ``gold`` (label indices), each with a 95 % interval."""
+    g, p = np.asarray(gold, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    if g.shape != p.shape or g.size == 0:
+        raise ValueError(f"gold_scores needs as many predictions as gold labels, at least one (got {p.size} "
+                         f"predictions for {g.size} gold labels)")
+    right = int((p == g).sum())
+    return {"n": int(g.size), "accuracy": round(right / g.size, 4),
+            "accuracy_interval": [round(x, 4) for x in wilson(right, int(g.size))],
+            "macro_f1": round(macro_f1(g, p, num_classes), 4),
+            "macro_f1_interval": [round(x, 4) for x in bootstrap_metric(
+                lambda rows: macro_f1(g[rows], p[rows], num_classes), int(g.size), seed=seed)]}

@@ -66,10 +66,15 @@ def _section(model: type[BaseModel], title: str, seen: set) -> list[str]:
     for name, info in model.model_fields.items():
         description = (info.description or "").replace("|", PIPE)
         lines.append(f"| `{name}` | {_type(info.annotation)} | {_default(info)} | {description} |")
-        for arg in (info.annotation, *typing.get_args(info.annotation)):
-            if isinstance(arg, type) and issubclass(arg, BaseModel) and arg not in seen:
+        models = [a for a in (info.annotation, *typing.get_args(info.annotation))
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+        for arg in models:
+            if arg not in seen:
                 seen.add(arg)
-                nested.append((arg, f"{title}.{name}"))
+                # Variants of one key (a union told apart by `kind`) are titled by their kind.
+                kind = arg.model_fields.get("kind")
+                variant = f" (kind: {kind.default})" if len(models) > 1 and kind is not None else ""
+                nested.append((arg, f"{title}.{name}{variant}"))
     lines.append("")
     for sub, sub_title in nested:
         lines += _section(sub, sub_title, seen)

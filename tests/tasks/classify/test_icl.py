@@ -180,3 +180,42 @@ def test_a_label_no_pool_text_has_is_refused(tmp_path, teacher):
 def test_wrong_first_beyond_shots_is_a_recipe_error(tmp_path):
     with pytest.raises(ValueError, match="wrong_first = 5 is more than icl.shots = 3"):
         recipe(tmp_path, write_source(tmp_path), wrong_first=5)
+
+
+@pytest.mark.parametrize("how", ["bm25", "random"])
+def test_retrieval_over_an_empty_pool_is_refused_with_the_fix(how):
+    from protege.tasks.classify.retrieval import Ranker
+
+    with pytest.raises(UserError, match="retrieval over an empty pool.*data.seed_size"):
+        Ranker([], how)
+
+
+def test_evaluate_and_the_report_put_the_baselines_beside_the_student(tmp_path, teacher):
+    from tiny_encoder import build_tiny_encoder
+
+    spec = recipe(tmp_path, write_source(tmp_path)).model_dump(exclude_none=True)
+    spec["data"]["dev_size"] = 8
+    spec.update({"annotate": {"calibration": "mean", "min_dev": 4}, "select": {"budget": 20, "strategy": "random"},
+                 "train": {"student": str(build_tiny_encoder(tmp_path / "encoder")), "max_length": 16,
+                           "gold_seed_baseline": False, "learning_curve": [],
+                           "loop": {"steps": 2, "micro_batch_size": 8, "tracker": None}},
+                 "evaluate": {"speed_examples": 4}, "report": {}})
+    run_recipe(parse_recipe(spec))
+    run = Run(tmp_path / "run")
+    icl, metrics = run.read_json("icl.json"), run.read_json("metrics.json")
+    baselines = metrics["teacher_baselines"]
+    assert set(baselines) == {"zero_shot", "icl", "feedback"}
+    for method, entry in baselines.items():  # the same gold test texts as the student's, the same numbers
+        assert entry["n"] == metrics["test_examples"] == 16
+        assert entry["accuracy"] == icl["methods"][method]["test"]["accuracy"]
+        assert entry["prompt_tokens_per_text"] == round(icl["methods"][method]["prompt_tokens_per_text"], 1)
+    low, high = metrics["models"]["student"]["macro_f1_interval"]
+    assert low <= metrics["models"]["student"]["macro_f1"] <= high
+    report = (run.artifacts / "report.md").read_text()
+    assert "| teacher feedback ICL |" in report and "teacher prompt tokens per text" in report
+    # Labelling other texts than the students' test makes the baselines incomparable: said, not shown.
+    spec["icl"]["tables"] = ["seed"]
+    run_recipe(parse_recipe(spec))
+    metrics = run.read_json("metrics.json")
+    assert "not the 16 gold test texts" in metrics["teacher_baselines"]["mismatch"]
+    assert "| teacher feedback ICL |" not in (run.artifacts / "report.md").read_text()

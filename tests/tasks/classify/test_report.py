@@ -85,3 +85,31 @@ def test_cli_report_renders_a_missing_report_and_prints_its_path(tmp_path):
     assert result.output.strip().endswith("report.html") and (run.artifacts / "report.html").exists()
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
     assert missing.exit_code == 2
+
+
+def test_the_teacher_baselines_stand_beside_the_student_with_tokens_and_seconds_per_text(tmp_path):
+    result = synthetic_result()
+    result["models"]["student"]["macro_f1_interval"] = [0.61, 0.78]
+    scores = {"n": 120, "accuracy": 0.5, "accuracy_interval": [0.41, 0.59], "macro_f1": 0.48,
+              "macro_f1_interval": [0.39, 0.57]}
+    result["teacher_baselines"] = {
+        "zero_shot": {**scores, "prompt_tokens_per_text": 41.0, "seconds_per_text": 0.05, "fills": 0},
+        "feedback": {**scores, "accuracy": 0.62, "prompt_tokens_per_text": 388.4, "seconds_per_text": 0.4, "fills": 7}}
+    run = Run(tmp_path / "run")
+    run.write_json("metrics.json", result)
+    write_report(run)
+    markdown = (run.artifacts / "report.md").read_text()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in markdown.splitlines() if line.startswith("| teacher ") or line.startswith("| student |")}
+    assert rows["teacher zero-shot"] == ["50.0 %", "41.0 – 59.0 %", "0.480", "0.390 – 0.570", "41", "50.0 ms"]
+    assert rows["teacher feedback ICL (7 fills)"][0] == "62.0 %" and rows["teacher feedback ICL (7 fills)"][4] == "388"
+    student = [r for name, r in rows.items() if name == "student" and len(r) == 6]
+    # The student spends no teacher tokens; its latency (one text alone, measured by evaluate) sits beside them.
+    assert student and student[0][4] == "0" and student[0][5] == f"{result['speed']['student']['latency_ms']:.1f} ms"
+    assert student[0][3] == "0.610 – 0.780"
+    result["teacher_baselines"] = {"mismatch": "icl zero_shot scored 10 test texts, not the 120 gold test texts"}
+    run.write_json("metrics.json", result)
+    write_report(run)
+    markdown = (run.artifacts / "report.md").read_text()
+    assert "Teacher baselines not shown" in markdown and "not the 120 gold test texts" in markdown
+    assert "| teacher zero-shot |" not in markdown

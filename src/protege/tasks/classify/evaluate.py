@@ -9,7 +9,9 @@ evaluating again with the same teacher, texts and batch size reuses it and sends
 every accuracy and on the student's difference from each baseline, temperature scaling of the student on gold
 dev labels, its most confident errors beside the teacher's label, advice that knows what the recipe did. Cost
 (:mod:`protege.evaluate.costs`): teacher calls paid and answered by the ledger, tokens, time, money, model sizes.
-Writes ``artifacts/metrics.json`` and the student's model card, and says the outcome in one sentence.
+When the ``icl`` stage ran, its training-free teacher baselines on the same gold test texts (accuracy, macro-F1
+with intervals, prompt tokens and seconds per text) are copied in as ``teacher_baselines``, so the report shows them
+beside the student. Writes ``artifacts/metrics.json`` and the student's model card, and says the outcome in one sentence.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from protege.core.errors import UserError
 from protege.core import console
 from protege.evaluate import metrics, speed
 from protege.evaluate.costs import parameters, run_costs
+from protege.evaluate.intervals import bootstrap_metric
 from protege.tasks.classify import certainty, model_card
 from protege.tasks.classify.candidates import frame_coverage
 from protege.tasks.classify.certainty import CertaintyConfig
-from protege.tasks.classify import compare
+from protege.tasks.classify import compare, icl
 from protege.core.section import Section
 from protege.tasks.classify import inputs
 from protege.tasks.classify.student import load_student, predict_probs
@@ -148,6 +151,9 @@ def run(ctx: "StageContext") -> dict[str, Any]:
     conf = cfg.certainty
     for name in result["models"]:
         result["models"][name]["accuracy_interval"] = certainty.accuracy_interval(preds[name] == gold, conf.confidence)
+        result["models"][name]["macro_f1_interval"] = list(bootstrap_metric(
+            lambda rows, p=preds[name]: metrics.macro_f1(gold[rows], p[rows], len(labels)), gold.size,
+            confidence=conf.confidence))
     result["majority"]["accuracy_interval"] = certainty.accuracy_interval(preds["majority"] == gold, conf.confidence)
     result["differences"] = certainty.differences(gold, preds, conf)
     dev_texts, dev_gold = _dev_gold(ctx)
@@ -159,6 +165,9 @@ def run(ctx: "StageContext") -> dict[str, Any]:
         dev_annotated = dev_annotated[dev_annotated["split"] == tables.DEV]
     result["candidates"] = {split: stats for split, stats in (
         (tables.DEV, frame_coverage(dev_annotated, labels)), (tables.TEST, frame_coverage(test, labels))) if stats}
+    baselines = icl.test_baselines(ctx.run, test["id"].tolist())
+    if baselines is not None:
+        result["teacher_baselines"] = baselines
     result["error_examples"] = certainty.error_examples(texts, gold, preds, probs[STUDENT], labels, conf.error_examples)
     teacher_params = None
     if cfg.measure_speed:

@@ -22,6 +22,7 @@ Writes table ``icl`` (one row per text and method: ``text_id``, ``method``, ``te
 ``prompt_tokens``, ``fills``) and ``artifacts/icl.json``: per method, accuracy and macro-F1 with 95 % intervals
 on each gold split, prompt tokens per text and teacher seconds per text (what the ledger recorded when the calls
 were sent, so a re-run answered by the ledger keeps the measured time), and for feedback the prior accuracy on the pool and the fills.
+:func:`test_baselines` reads them back for evaluate, which reports them beside the student on the same gold test.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from protege.core import console
 from protege.core.errors import UserError
 from protege.core.section import Section
 from protege.data.splits import stratified_take
-from protege.evaluate.intervals import bootstrap_metric, wilson
-from protege.evaluate.metrics import accuracy, macro_f1
+from protege.evaluate.intervals import gold_scores
+from protege.evaluate.metrics import accuracy
 from protege.models import calibration as cal
 from protege.tasks.classify import tables as catalog
 from protege.tasks.classify.demos import Demo, clip, feedback_choice, feedback_prompt, plain_prompts
@@ -46,6 +47,7 @@ from protege.tasks.classify.retrieval import Ranker, Retrieval
 from protege.tasks.classify.task import continuations, label_scores, render_all
 
 if TYPE_CHECKING:
+    from protege.core.run import Run
     from protege.models.base import Prompt
     from protege.models.ledgered import LedgeredTeacher
     from protege.stage import StageContext
@@ -178,16 +180,6 @@ def priors(task: "ClassificationTask", teacher: "LedgeredTeacher", pool: pd.Data
     return first, cost
 
 
-def _gold_scores(gold: np.ndarray, pred: np.ndarray, k: int, seed: int) -> dict:
-    right = int((pred == gold).sum())
-    f1 = macro_f1(gold, pred, k)
-    return {"n": int(gold.size), "accuracy": round(right / gold.size, 4),
-            "accuracy_interval": [round(x, 4) for x in wilson(right, int(gold.size))],
-            "macro_f1": round(f1, 4),
-            "macro_f1_interval": [round(x, 4) for x in bootstrap_metric(
-                lambda rows: macro_f1(gold[rows], pred[rows], k), int(gold.size), seed=seed)]}
-
-
 def method_prompts(method: str, task: "ClassificationTask", texts: list[str], pool: pd.DataFrame | None,
                    first: np.ndarray | None, cfg: IclConfig, seed: int) -> tuple[list[list["Prompt"]], list[int]]:
     """Every text's prompts for ``method`` and, for feedback, how many wrong slots correct demonstrations filled."""
@@ -248,8 +240,8 @@ def run(ctx: "StageContext") -> dict:
         for split in targets["split"].unique():
             mask = (targets["split"] == split).to_numpy() & (gold >= 0)
             if mask.any():
-                entry[split] = _gold_scores(gold[mask], final[mask].argmax(-1), len(task.labels), seed)
-                entry[split]["raw"] = _gold_scores(gold[mask], raw[mask].argmax(-1), len(task.labels), seed)
+                entry[split] = gold_scores(gold[mask], final[mask].argmax(-1), len(task.labels), seed=seed)
+                entry[split]["raw"] = gold_scores(gold[mask], raw[mask].argmax(-1), len(task.labels), seed=seed)
         summary["methods"][method] = entry
         # One row per text and method: the id names both, text_id the text.
         rows += [{"id": f"{r['id']}-{method}", "text_id": r["id"], "split": r["split"], "text": r["text"], "gold_index": int(g), "method": method,
@@ -269,3 +261,22 @@ def _say(summary: dict) -> None:
         quality = f"test acc {test['accuracy']:.1%} macro-F1 {test['macro_f1']:.2f}; " if test else ""
         fills = f", {e['fills']} fills" if method == "feedback" else ""
         console.info(f"icl: {method:<9} {quality}{e['prompt_tokens_per_text']:.0f} prompt tokens per text{fills}")
+
+
+def test_baselines(run: "Run", test_ids: list[str]) -> dict | None:
+    """Each method's scores on the gold test texts, its prompt tokens and seconds per text, from ``icl.json``: for
+    evaluate to put beside the student. None when the icl stage has not run; ``{"mismatch": why}`` when it scored
+    other test texts than ``test_ids`` (then its numbers do not compare with the student's)."""
+    if not (run.artifacts / catalog.ICL_SUMMARY).exists():
+        return None
+    summary, table = run.read_json(catalog.ICL_SUMMARY), run.records.read(catalog.ICL)
+    out: dict = {}
+    for method, entry in summary["methods"].items():
+        scored = set(table.loc[(table["method"] == method) & (table["split"] == catalog.TEST), "text_id"])
+        if scored != set(test_ids) or catalog.TEST not in entry:
+            return {"mismatch": f"icl {method} scored {len(scored)} test texts, not the {len(test_ids)} gold test "
+                    "texts the students are scored on; keep icl.tables: [test] and re-run icl"}
+        scores = {k: v for k, v in entry[catalog.TEST].items() if k != "raw"}
+        out[method] = {**scores, "prompt_tokens_per_text": round(entry["prompt_tokens_per_text"], 1),
+                       "seconds_per_text": entry["seconds_per_text"], "fills": entry["fills"]}
+    return out

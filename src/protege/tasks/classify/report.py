@@ -119,8 +119,10 @@ def _fmt(value: Any, pct: bool = True) -> str:
     return f"{100 * value:.1f} %" if pct else f"{value:.3f}"
 
 
-def _interval(bounds: Any) -> str:
-    return "–" if not bounds else f"{100 * bounds[0]:.1f} – {100 * bounds[1]:.1f} %"
+def _interval(bounds: Any, pct: bool = True) -> str:
+    if not bounds:
+        return "–"
+    return f"{100 * bounds[0]:.1f} – {100 * bounds[1]:.1f} %" if pct else f"{bounds[0]:.3f} – {bounds[1]:.3f}"
 
 
 def score_rows(result: Mapping[str, Any]) -> list[list[str]]:
@@ -197,6 +199,68 @@ def fact_rows(result: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
+METHOD_NAMES = {"zero_shot": "teacher zero-shot", "icl": "teacher plain ICL", "feedback": "teacher feedback ICL"}
+
+
+def _per_text(seconds: Any) -> str:
+    return "–" if seconds is None else (f"{1000 * seconds:.1f} ms" if seconds < 1 else f"{seconds:.2f} s")
+
+
+def baseline_rows(result: Mapping[str, Any]) -> list[list[str]]:
+    """The icl stage's training-free teacher methods beside the annotating teacher and the student, all on the
+    same gold test texts: quality with intervals, teacher prompt tokens per text, seconds per text."""
+    baselines = result.get("teacher_baselines") or {}
+    if not baselines or "mismatch" in baselines:
+        return []
+    rows = []
+    for method, b in baselines.items():
+        fills = f" ({b['fills']} fills)" if method == "feedback" and b.get("fills") else ""
+        rows.append([METHOD_NAMES.get(method, method) + fills, _fmt(b["accuracy"]),
+                     _interval(b.get("accuracy_interval")), _fmt(b["macro_f1"], False),
+                     _interval(b.get("macro_f1_interval"), False), f"{b['prompt_tokens_per_text']:.0f}",
+                     _per_text(b["seconds_per_text"])])
+    speed = result.get("speed") or {}
+    for name, label, tokens in (("teacher", "teacher as annotated (zero-shot, calibrated on dev)", "–"),
+                                ("student", "student", "0")):
+        scores = result["models"].get(name)
+        if scores is None:
+            continue
+        latency = speed.get(name, {}).get("latency_ms")
+        rows.append([label, _fmt(scores["accuracy"]), _interval(scores.get("accuracy_interval")),
+                     _fmt(scores["macro_f1"], False), _interval(scores.get("macro_f1_interval"), False), tokens,
+                     "–" if latency is None else _per_text(latency / 1000)])
+    return rows
+
+
+def augment_rows(summary: Mapping[str, Any]) -> list[list[str]]:
+    """The augmentation's settings, budget ratio, chosen strategy, spend and rounds (``augment.json``)."""
+    plan, spend = summary.get("strategy") or {}, summary.get("spend") or {}
+    rows = [["prompt / errors mined on", f"{summary.get('prompt', 'one_error')} / {summary.get('mine', 'dev')}"]]
+    if plan.get("ratio") is not None:
+        rows.append(["budget ratio R = budget / gold seed",
+                     f"{plan['budget_units']} / {plan['seed_size']} = {plan['ratio']:g} ({plan['unit']}; "
+                     f"generation_cost {plan['generation_cost']:g})"])
+        rows.append(["R spent", f"{plan.get('ratio_spent', 0):g}"])
+    chosen = plan.get("strategy", "new")
+    rows.append(["strategy", chosen if plan.get("requested") in (None, chosen) else f"{chosen} (auto: "
+                 f"rephrase from R {plan['thresholds']['rephrase_from']:g}, new from {plan['thresholds']['new_from']:g})"])
+    if spend:
+        rows.append(["asked: completions / scored prompts / call units",
+                     f"{spend['generated']} / {spend['scored']} / {spend['units']:g}"])
+    for h in summary.get("history") or []:
+        value = h.get("dev_metric", h.get("dev_agreement"))  # dev_agreement: augment.json before the metric choice
+        if "stopped" in h:
+            rows.append([f"round {h['round']}", f"stopped: {h['stopped']}"])
+        elif h["round"]:
+            rows.append([f"round {h['round']}", f"{h['new_examples']} new rows for "
+                         f"{', '.join(h.get('asked_for') or ['the errors'])}; dev "
+                         f"{summary.get('metric', 'agreement')} {_fmt(value)} "
+                         f"({'kept' if h['kept'] else 'not kept'})"])
+        else:
+            rows.append(["before augmentation", f"dev {summary.get('metric', 'agreement')} {_fmt(value)}"])
+    return rows
+
+
 def error_rows(result: Mapping[str, Any]) -> list[list[str]]:
     return [[e["text"], e["gold"], f"{e['student']} ({e['student_confidence']:.0%})", e["teacher"] or "–"]
             for e in result.get("error_examples") or []]
@@ -212,6 +276,14 @@ def build(run: Run) -> Report:
         Table(["model", "accuracy", "95 % interval", "macro-F1", "ECE"], score_rows(result),
               "Quality on gold test data"),
     ]
+    baselines = baseline_rows(result)
+    if baselines:
+        blocks.append(Table(["model", "accuracy", "95 % interval", "macro-F1", "95 % interval",
+                             "teacher prompt tokens per text", "seconds per text"], baselines,
+                            "The teacher without training, beside the student (same gold test texts; teacher methods "
+                            "timed as batched when scored, the annotating teacher and the student one text alone)"))
+    elif (result.get("teacher_baselines") or {}).get("mismatch"):
+        blocks.append(Notes("Teacher baselines not shown", [result["teacher_baselines"]["mismatch"]]))
     if result.get("differences"):
         blocks.append(Table(["comparison", "accuracy difference", "95 % interval (points)", "separated?"],
                             difference_rows(result), "How sure: the student against each baseline"))
@@ -220,6 +292,9 @@ def build(run: Run) -> Report:
     if result.get("cost"):
         blocks.append(Table(["what", "value"], cost_rows(result), "What it cost"))
     blocks.append(Table(["fact", "value"], fact_rows(result), "Facts"))
+    if (run.artifacts / tables.AUGMENT_SUMMARY).exists():
+        blocks.append(Table(["augmentation", ""], augment_rows(run.read_json(tables.AUGMENT_SUMMARY)),
+                            "Augmentation: budget ratio, strategy and rounds"))
     if result.get("error_examples"):
         blocks.append(Table(["text", "gold", "student (confidence)", "teacher"], error_rows(result),
                             "The student's most confident errors"))

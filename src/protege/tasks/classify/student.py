@@ -18,7 +18,7 @@ from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor
 
 from protege.losses import classification_kd
@@ -75,7 +75,17 @@ class ClassifierTrainConfig(Section):
         description="Fractions of the training examples on which extra students are trained (nested subsets), "
         "for the report's accuracy-against-examples plot; [] skips them.",
     )
-    train_table: str = Field(tables.SELECTED, description="Record table the teacher-labelled training examples come from.")
+    train_table: Optional[str] = Field(
+        tables.SELECTED, description="Record table the teacher-labelled training examples come from; null: none, "
+        "the gold seed alone (needs use_gold), e.g. when augment's written texts are the only teacher data."
+    )
+
+    @model_validator(mode="after")
+    def _something_to_learn(self) -> "ClassifierTrainConfig":
+        if self.train_table is None and not self.use_gold:
+            raise ValueError("train.train_table is null and train.use_gold is false: the student would have no "
+                             "training examples; set use_gold: true or name a teacher-labelled table")
+        return self
     loop: LoopConfig = Field(
         default_factory=_default_loop,
         description="The training loop: epochs or steps, batch, lr, evaluation and early stopping (metric "

@@ -27,7 +27,10 @@ STUDENT, GOLD_SEED = tables.STUDENT, tables.GOLD_SEED
 
 def training_examples(run: Run, config: ClassifierTrainConfig, labels: list[str]) -> tuple[Examples, int]:
     """Teacher-labelled examples (plus the gold seed, repeated, when ``use_gold``) and how many are teacher-labelled."""
-    teacher = inputs.teacher_examples(inputs.training_table(run, config.train_table), config.targets, labels)
+    if config.train_table is None:
+        teacher = Examples.from_labels([], [], len(labels))
+    else:
+        teacher = inputs.teacher_examples(inputs.training_table(run, config.train_table), config.targets, labels)
     if not config.use_gold:
         return teacher, len(teacher)
     seed = inputs.gold_seed(run, len(labels))
