@@ -39,6 +39,7 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -310,7 +311,11 @@ def main(argv: list[str] | None = None, teacher: Optional[Callable] = None) -> l
         except FileNotFoundError as exc:
             print(f"skipped {name}: {exc}", file=sys.stderr)
             continue
-        results.append(run_set(name, args, teacher))
+        try:
+            results.append(run_set(name, args, teacher))
+        except Exception:  # one broken set must not cost the others in an unattended run; rerun resumes it
+            print(f"{name}: failed\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+            continue
         print(f"{name}: done in {results[-1]['wall_seconds'] / 60:.1f} min", flush=True)
     if results:
         table = summary(results)
