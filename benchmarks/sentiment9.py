@@ -258,6 +258,16 @@ def summary(results: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['set']} | {r['sizes']['test']} | {r['sizes']['pool']} | {tok} | {sec} | "
                      f"{1000 * ms:.1f} | {cov_s} | {100 * (r['priors'] or {}).get('pool_accuracy', 0):.0f} % | "
                      f"{a[METHODS['feedback']]['fills']} | {r['wall_seconds'] / 60:.1f} |")
+    lines += ["", "| set | feedback ICL per 1,000 texts: teacher tokens / teacher s | plain ICL: tokens / s | student "
+              "one-off: teacher texts, tokens, teacher s, training s (soft) | student per 1,000 texts: s (batched) |",
+              "|---|---|---|---|---|"]
+    for r in results:
+        a, once = r["arms"], r["arms"]["student soft"]["one_off"]
+        per = {m: f"{a[m]['teacher_tokens_per_text']:.0f} k / {1000 * (a[m]['teacher_seconds_per_text'] or 0):.0f}"
+               for m in (METHODS["feedback"], METHODS["icl"])}  # tokens per text = thousands per 1,000 texts
+        lines.append(f"| {r['set']} | {per[METHODS['feedback']]} | {per[METHODS['icl']]} | {once['teacher_texts']}, "
+                     f"{once['teacher_tokens'] / 1e3:.0f} k, {once['teacher_seconds']:.0f}, "
+                     f"{a['student soft']['train_seconds']:.0f} | {1000 * a['student soft']['student_seconds_per_text']:.1f} |")
     lines += ["", "| paired difference (accuracy points, 95 % interval) | " + " | ".join(names) + " |",
               "|---|" + "---|" * len(names)]
     for pair in results[0]["differences"]:
