@@ -40,6 +40,7 @@ import json
 import sys
 import time
 import traceback
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -295,6 +296,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=OUT, help="results folder")
     parser.add_argument("--runs", type=Path, default=Path("/tmp/protege-sentiment9"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--deadline", default=None, help="HH:MM (UTC): start no set predicted to end later (the mean "
+                        "wall time of the sets this invocation finished is the prediction); a rerun resumes")
     parser.add_argument("--redo", action="store_true", help="rerun sets that have a result file")
     parser.add_argument("--summarise", action="store_true", help="only rebuild the table from the result files")
     args = parser.parse_args(argv)
@@ -304,10 +307,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def late(deadline: Optional[str], seconds: float) -> bool:
+    """Whether ``seconds`` from now is past ``deadline`` (HH:MM UTC, today)."""
+    if not deadline:
+        return False
+    now = datetime.now(timezone.utc)
+    hour, minute = (int(x) for x in deadline.split(":"))
+    return now + timedelta(seconds=seconds) > now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+
+
 def main(argv: list[str] | None = None, teacher: Optional[Callable] = None) -> list[dict[str, Any]]:
     args = parse(argv)
     torch.set_num_threads(args.threads)
-    results = []
+    results, walls = [], []
     for name in args.sets.split(","):
         path = args.out / f"{name}.json"
         source = SETS[name][0]
@@ -321,8 +333,12 @@ def main(argv: list[str] | None = None, teacher: Optional[Callable] = None) -> l
         except FileNotFoundError as exc:
             print(f"skipped {name}: {exc}", file=sys.stderr)
             continue
+        if late(args.deadline, np.mean(walls) if walls else 0.0):
+            print(f"skipped {name}: it would end after --deadline {args.deadline} UTC; rerun to add it", file=sys.stderr)
+            continue
         try:
             results.append(run_set(name, args, teacher))
+            walls.append(results[-1]["wall_seconds"])
         except Exception:  # one broken set must not cost the others in an unattended run; rerun resumes it
             print(f"{name}: failed\n{traceback.format_exc()}", file=sys.stderr, flush=True)
             continue

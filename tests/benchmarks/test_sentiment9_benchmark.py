@@ -124,3 +124,6 @@ def test_every_arm_runs_on_two_sets_and_a_missing_set_is_skipped(tmp_path):
     # A finished set is read back, not rerun.
     again = bench.main(argv[:1] + ["sst2"] + argv[2:], teacher=None)
     assert again[0]["wall_seconds"] == results[0]["wall_seconds"]
+    # Past the deadline no set starts (a rerun adds them later); the finished results stay.
+    assert bench.main(argv + ["--redo", "--deadline", "00:00"], teacher=CueTeacher()) == []
+    assert (out / "fin.json").exists()
