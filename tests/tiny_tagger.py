@@ -13,6 +13,7 @@ PUNCT = [",", ".", "!", "(", ")", "'", "-", "?"]
 def build_tiny_tagger_base(folder: Path, hidden: int = 32) -> Path:
     """Save a 2-layer BERT (no head) and a fast word-piece tokenizer into ``folder``."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    import torch
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -26,6 +27,7 @@ def build_tiny_tagger_base(folder: Path, hidden: int = 32) -> Path:
                                         cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=2 * hidden, max_position_embeddings=64)
+    torch.manual_seed(0)  # the same random encoder in every run, so a run of the same code gives the same student
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -3,6 +3,7 @@ teacher, the budget is spent exactly as counted, R and the strategy are written 
 below 1 is refused before any teacher call."""
 
 import json
+import random
 import re
 import shutil
 
@@ -15,8 +16,6 @@ from protege.pipeline.runner import run_recipe
 
 from fake_teacher import CUES, FILLER, CueTeacher, _text
 from tiny_encoder import build_tiny_encoder, separable_texts
-
-import random
 
 
 class CountingTeacher(CueTeacher):
@@ -120,3 +119,25 @@ def test_budget_ratio_below_one_is_refused_before_any_teacher_call(base):
     with pytest.raises(UserError, match=r"R = 10 units / 20 seed texts = 0.50 is below 1"):
         augment(base, "refused", {"strategy": "new", "budget": {"units": 10}}, teacher=teacher)
     assert teacher.generated == teacher.scored == 0
+
+
+def test_seed_only_student_with_no_pool_rephrases_and_keeps_labels(base, tmp_path):
+    """The benchmark's route: no unlabelled pool, the student on the gold seed alone (train_table null)."""
+    root, recipe = base
+    recipe = {**recipe, "run_dir": str(tmp_path / "seed-only"), "data": {**recipe["data"], "pool_size": 1},
+              "annotate": {"calibration": "none", "tables": ["dev", "test"]},
+              "train": {**recipe["train"], "train_table": None},
+              "augment": {"strategy": "rephrase", "budget": {"units": 30}, "max_errors": 10, "max_rounds": 3,
+                          "early_stop": {"patience": 3}}}
+    recipe.pop("select")
+    teacher = CountingTeacher()
+    run = run_recipe(parse_recipe(recipe), teacher=teacher)
+    assert run.read_json("train.json")["students"]["student"]["teacher_labelled"] == run.read_json(
+        "augment.json")["kept_examples"]
+    rows = run.records.read("augmented")
+    spend = run.read_json("augment.json")["spend"]
+    assert spend["scored"] == 0 and spend["generated"] == teacher.generated <= 30  # rewrites keep their label
+    dev = run.records.read("annotated").set_index("id")
+    for parent, probs in zip(rows["parent_id"], rows["teacher_probs"]):
+        assert list(probs) == list(dev.loc[parent, "teacher_probs"])
+    assert all("Rewrite this text" in p for p in teacher.prompts)

@@ -15,7 +15,9 @@ from tiny_encoder import build_tiny_encoder, separable_texts
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("classification-run")
-    encoder = build_tiny_encoder(root / "encoder")
+    # From this start the student learns the cue the teacher misses on 'music' texts (84-86 % for four of five
+    # starts; from seed 0 it copies the teacher, 70 %, and leaves augmentation no disagreement to mine).
+    encoder = build_tiny_encoder(root / "encoder", seed=1)
     texts, labels = separable_texts(480, seed=11)
     data = root / "reviews.jsonl"
     data.write_text("\n".join(json.dumps({"text": t, "label": ["negative", "positive"][y]})

@@ -9,9 +9,10 @@ WORDS = ["good", "bad", "fine", "awful", "movie", "plot", "actor", "the", "a", "
          "music", "scene", "ending", "cast", "film", "really", "not"]
 
 
-def build_tiny_encoder(folder: Path) -> Path:
+def build_tiny_encoder(folder: Path, seed: int = 0) -> Path:
     """Save a 2-layer, 32-wide BERT and its tokenizer into ``folder``; loadable by path like any HF model."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    import torch
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -24,6 +25,8 @@ def build_tiny_encoder(folder: Path) -> Path:
                                         cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    # Seeded: an unseeded draw made two runs of the same pipeline look nondeterministic (different students).
+    torch.manual_seed(seed)
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

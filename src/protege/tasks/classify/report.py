@@ -248,14 +248,16 @@ def augment_rows(summary: Mapping[str, Any]) -> list[list[str]]:
         rows.append(["asked: completions / scored prompts / call units",
                      f"{spend['generated']} / {spend['scored']} / {spend['units']:g}"])
     for h in summary.get("history") or []:
+        value = h.get("dev_metric", h.get("dev_agreement"))  # dev_agreement: augment.json before the metric choice
         if "stopped" in h:
             rows.append([f"round {h['round']}", f"stopped: {h['stopped']}"])
         elif h["round"]:
-            rows.append([f"round {h['round']}", f"{h['new_examples']} new rows for {', '.join(h['asked_for'])}; dev "
-                         f"{summary.get('metric', 'agreement')} {_fmt(h['dev_metric'])} "
+            rows.append([f"round {h['round']}", f"{h['new_examples']} new rows for "
+                         f"{', '.join(h.get('asked_for') or ['the errors'])}; dev "
+                         f"{summary.get('metric', 'agreement')} {_fmt(value)} "
                          f"({'kept' if h['kept'] else 'not kept'})"])
         else:
-            rows.append(["before augmentation", f"dev {summary.get('metric', 'agreement')} {_fmt(h['dev_metric'])}"])
+            rows.append(["before augmentation", f"dev {summary.get('metric', 'agreement')} {_fmt(value)}"])
     return rows
 
 
