@@ -39,6 +39,8 @@ import argparse
 import json
 import sys
 import time
+import traceback
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -257,6 +259,16 @@ def summary(results: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['set']} | {r['sizes']['test']} | {r['sizes']['pool']} | {tok} | {sec} | "
                      f"{1000 * ms:.1f} | {cov_s} | {100 * (r['priors'] or {}).get('pool_accuracy', 0):.0f} % | "
                      f"{a[METHODS['feedback']]['fills']} | {r['wall_seconds'] / 60:.1f} |")
+    lines += ["", "| set | feedback ICL per 1,000 texts: teacher tokens / teacher s | plain ICL: tokens / s | student "
+              "one-off: teacher texts, tokens, teacher s, training s (soft) | student per 1,000 texts: s (batched) |",
+              "|---|---|---|---|---|"]
+    for r in results:
+        a, once = r["arms"], r["arms"]["student soft"]["one_off"]
+        per = {m: f"{a[m]['teacher_tokens_per_text']:.0f} k / {1000 * (a[m]['teacher_seconds_per_text'] or 0):.0f}"
+               for m in (METHODS["feedback"], METHODS["icl"])}  # tokens per text = thousands per 1,000 texts
+        lines.append(f"| {r['set']} | {per[METHODS['feedback']]} | {per[METHODS['icl']]} | {once['teacher_texts']}, "
+                     f"{once['teacher_tokens'] / 1e3:.0f} k, {once['teacher_seconds']:.0f}, "
+                     f"{a['student soft']['train_seconds']:.0f} | {1000 * a['student soft']['student_seconds_per_text']:.1f} |")
     lines += ["", "| paired difference (accuracy points, 95 % interval) | " + " | ".join(names) + " |",
               "|---|" + "---|" * len(names)]
     for pair in results[0]["differences"]:
@@ -284,6 +296,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=OUT, help="results folder")
     parser.add_argument("--runs", type=Path, default=Path("/tmp/protege-sentiment9"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--deadline", default=None, help="HH:MM (UTC): start no set predicted to end later (the mean "
+                        "wall time of the sets this invocation finished is the prediction); a rerun resumes")
     parser.add_argument("--redo", action="store_true", help="rerun sets that have a result file")
     parser.add_argument("--summarise", action="store_true", help="only rebuild the table from the result files")
     args = parser.parse_args(argv)
@@ -293,10 +307,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def late(deadline: Optional[str], seconds: float) -> bool:
+    """Whether ``seconds`` from now is past ``deadline`` (HH:MM UTC, today)."""
+    if not deadline:
+        return False
+    now = datetime.now(timezone.utc)
+    hour, minute = (int(x) for x in deadline.split(":"))
+    return now + timedelta(seconds=seconds) > now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+
+
 def main(argv: list[str] | None = None, teacher: Optional[Callable] = None) -> list[dict[str, Any]]:
     args = parse(argv)
     torch.set_num_threads(args.threads)
-    results = []
+    results, walls = [], []
     for name in args.sets.split(","):
         path = args.out / f"{name}.json"
         source = SETS[name][0]
@@ -310,7 +333,15 @@ def main(argv: list[str] | None = None, teacher: Optional[Callable] = None) -> l
         except FileNotFoundError as exc:
             print(f"skipped {name}: {exc}", file=sys.stderr)
             continue
-        results.append(run_set(name, args, teacher))
+        if late(args.deadline, np.mean(walls) if walls else 0.0):
+            print(f"skipped {name}: it would end after --deadline {args.deadline} UTC; rerun to add it", file=sys.stderr)
+            continue
+        try:
+            results.append(run_set(name, args, teacher))
+            walls.append(results[-1]["wall_seconds"])
+        except Exception:  # one broken set must not cost the others in an unattended run; rerun resumes it
+            print(f"{name}: failed\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+            continue
         print(f"{name}: done in {results[-1]['wall_seconds'] / 60:.1f} min", flush=True)
     if results:
         table = summary(results)

@@ -120,6 +120,10 @@ def test_every_arm_runs_on_two_sets_and_a_missing_set_is_skipped(tmp_path):
         assert "teacher feedback ICL" in report and "teacher prompt tokens per text" in report
     table = (out / "table.md").read_text()
     assert "| student candidates |" in table and "| fin |" in table and "| sst2 |" in table
+    assert "feedback ICL per 1,000 texts" in table
     # A finished set is read back, not rerun.
     again = bench.main(argv[:1] + ["sst2"] + argv[2:], teacher=None)
     assert again[0]["wall_seconds"] == results[0]["wall_seconds"]
+    # Past the deadline no set starts (a rerun adds them later); the finished results stay.
+    assert bench.main(argv + ["--redo", "--deadline", "00:00"], teacher=CueTeacher()) == []
+    assert (out / "fin.json").exists()

@@ -1,8 +1,8 @@
 """The ``student`` stage: the prepared teacher with half its decoder layers removed, healed by logit KD.
 
-The student starts as a copy of the prepared teacher keeping every other decoder layer (or the layers
-listed), so it shares the teacher's tokenizer, embeddings and head; pruning costs it most of what it could
-do, and a short logit-KD training (:class:`protege.train.lm_objectives.LogitKD`, the teacher in memory) on the
+The student starts as a copy of the prepared teacher keeping the decoder layers listed (or every other one), so
+it shares the teacher's tokenizer, embeddings and head; pruning costs it most of what it could do, and a short
+logit-KD training (:class:`protege.train.lm_objectives.LogitKD`, the teacher in memory) on the
 teacher's worked solutions heals it. The student is saved under ``artifacts/student/``; its model id names
 the teacher it came from and a hash of its weights.
 
