@@ -61,6 +61,7 @@ PROBE_CUTS: dict[str, Optional[list[int]]] = {
     "first_15": list(range(15)), "first_14_last": [*range(14), 29], "first_12_last_3": [*range(12), 27, 28, 29],
     "first_10_last_5": [*range(10), *range(25, 30)], "first_8_last_7": ENDS,
 }
+QUICK_CUTS: dict[str, Optional[list[int]]] = {"teacher (4 layers)": None, "every_other": [0, 2], "first_2": [0, 1]}
 
 
 def recipe_data(run_dir: Path, terms: int, digits: int, teacher_steps: int, variant: str, quick: bool,
@@ -83,7 +84,7 @@ def recipe_data(run_dir: Path, terms: int, digits: int, teacher_steps: int, vari
         loop = {"steps": 2, "micro_batch_size": 2, "lr": 1e-3, "tracker": None, "log_every": 1}
         data.update(teacher={"backend": "hf", "model": "tiny"}, problems={"train": 8, "test": 4})
         data["prepare_teacher"]["loop"] = loop
-        student["loop"] = {**loop, "steps": min(student["loop"]["steps"], 3)}
+        student["loop"] = {**loop, "steps": max(1, student["loop"]["steps"] // 20)}  # variants still differ
         student["keep"] = "every_other"
         data["evaluate"] = {"max_new_tokens": 6}
     return data
@@ -147,8 +148,8 @@ def run_one(runs: Path, terms: int, digits: int, teacher_steps: int, variant: st
             "student_wrong": why_wrong([r for r in results if r["policy"] == "student"])}
 
 
-def probe(run_dir: Path, examples: int) -> list[dict]:
-    """Teacher-forced cross-entropy and result-token accuracy of every cut in ``PROBE_CUTS``, untrained."""
+def probe(run_dir: Path, examples: int, cuts: dict[str, Optional[list[int]]]) -> list[dict]:
+    """Teacher-forced cross-entropy and result-token accuracy of every cut (``PROBE_CUTS``), untrained."""
     import copy
 
     import torch
@@ -164,7 +165,7 @@ def probe(run_dir: Path, examples: int) -> list[dict]:
     teacher, tokenizer = load_causal_lm(str(run.artifacts / "teacher"))
     data = solution_examples(run, recipe.task, tokenizer, recipe.student.max_length)
     rows = []
-    for name, keep in PROBE_CUTS.items():
+    for name, keep in cuts.items():
         model = (teacher if keep is None else prune_layers(copy.deepcopy(teacher), keep)).eval()
         losses, right, results = [], 0, 0
         for ids, n_prompt in list(zip(data.sequences, data.prompt_lengths))[:examples]:
@@ -214,18 +215,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny random llamas: a smoke run")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / ROWS
+    path = args.out / (ROWS.replace("-runs", "-quick-runs") if args.quick else ROWS)
     if args.phase == "table":
         rows = _rows(path)
-        (args.out / "reasoning_heal.json").write_text(json.dumps({"rows": rows}, indent=2))
+        (args.out / path.name.replace("-runs.jsonl", ".json")).write_text(json.dumps({"rows": rows}, indent=2))
         print(table(rows))
         return 0
     import torch
 
     torch.set_num_threads(args.threads)
     if args.phase == "probe":
-        rows = probe(args.run, args.examples)
-        (args.out / "reasoning_heal-probe.json").write_text(json.dumps({"run": str(args.run), "rows": rows}, indent=2))
+        rows = probe(args.run, args.examples, QUICK_CUTS if args.quick else PROBE_CUTS)
+        target = args.out / f"reasoning_heal-probe{'-quick' if args.quick else ''}.json"
+        target.write_text(json.dumps({"run": str(args.run), "rows": rows}, indent=2))
         return 0
     for variant in args.variants:
         key = (f"{args.terms}x{args.digits}", args.teacher_steps, variant)
@@ -234,9 +236,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             continue
         counts = {k: v for k, v in (("train", args.train), ("test", args.test)) if v is not None}
         row = run_one(args.runs, args.terms, args.digits, args.teacher_steps, variant, args.quick, counts)
-        if not args.quick:
-            with path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+        with path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
     return 0
 
