@@ -45,15 +45,16 @@ VERBALIZERS = {"sports": ["sport", "Sport", "sports", "Sports"]}
 STRATEGIES = ("answer_aug", "rephrase", "new")
 
 
-def base_recipe(dataset: str, seed_size: int, seed: int, run_dir: Path, quick: bool) -> dict:
+def base_recipe(dataset: str, seed_size: int, seed: int, run_dir: Path, quick: bool, dev: int = 80,
+                test: int = 250) -> dict:
     labels, instruction, max_length = DATASETS[dataset]
     return {
         "name": f"aug-{dataset}-{seed_size}", "run_dir": str(run_dir), "seed": seed,
         "teacher": {"backend": "hf", "model": "smollm2-135m-instruct", "batch_size": 8},
         "task": {"labels": labels, "instruction": instruction,
                  "verbalizers": {l: VERBALIZERS.get(l, [l, l.capitalize()]) for l in labels}},
-        "data": {"source": dataset, "seed_size": seed_size, "dev_size": 20 if quick else 100,
-                 "test_size": 40 if quick else 300, "pool_size": 1, "max_chars": 300},  # pool unused (not annotated),
+        "data": {"source": dataset, "seed_size": seed_size, "dev_size": 20 if quick else dev,
+                 "test_size": 40 if quick else test, "pool_size": 1, "max_chars": 300},  # pool unused (not annotated),
         "prepare_teacher": {"loop": {"epochs": 1 if quick else 3, "mixed_precision": "bf16"},
                             "lora": {"last_layers": 10}, "max_length": 128},
         "annotate": {"tables": ["dev", "test"], "calibration": "auto"},
@@ -66,12 +67,16 @@ def base_recipe(dataset: str, seed_size: int, seed: int, run_dir: Path, quick: b
     }
 
 
+def _sizes(args: argparse.Namespace) -> str:
+    return "quick" if args.quick else f"d{args.dev_size}-n{args.test_size}"
+
+
 def base_run(args: argparse.Namespace, dataset: str, seed_size: int) -> tuple[Path, dict]:
     from protege.pipeline.recipe import parse_recipe
     from protege.pipeline.runner import run_recipe
 
-    folder = args.runs / f"{dataset}-s{seed_size}-t{args.seed}{'-quick' if args.quick else ''}"
-    recipe = base_recipe(dataset, seed_size, args.seed, folder / "base", args.quick)
+    folder = args.runs / f"{dataset}-s{seed_size}-t{args.seed}-{_sizes(args)}"
+    recipe = base_recipe(dataset, seed_size, args.seed, folder / "base", args.quick, args.dev_size, args.test_size)
     began = time.perf_counter()
     run_recipe(parse_recipe(recipe))  # resumes: a finished base costs nothing
     print(f"base {folder.name}: {time.perf_counter() - began:.0f} s")
@@ -120,8 +125,10 @@ def run_cell(folder: Path, recipe: dict, name: str, augment: dict | None) -> dic
 
 
 def _teacher_seconds(run: Any) -> dict:
-    """Teacher seconds per method spent in the run (the base's and the cell's), from the ledger."""
-    return {m: round(t.latency_s, 1) for m, t in run.ledger.totals_by_method().items()}
+    """Paid teacher requests and their seconds per method in the run (the base's and the cell's), from the
+    ledger: what one generation costs in scoring calls on this machine."""
+    return {m: {"requests": t.calls, "seconds": round(t.latency_s, 1), "completion_tokens": t.completion_tokens}
+            for m, t in run.ledger.totals_by_method().items()}
 
 
 def _done(path: Path) -> set:
@@ -145,7 +152,7 @@ def compare_cmd(args: argparse.Namespace) -> None:
                             "per_error": 1, "max_new_tokens": 48, "early_stop": {"patience": 2},
                             "budget": {"units": args.budget, "generation_cost": 1}}
         for arm, augment in arms.items():
-            key = f"{dataset}:{args.seed_size}:{args.seed}:{arm}:{args.budget}"
+            key = f"{dataset}:{args.seed_size}:{args.seed}:{_sizes(args)}:{arm}:{args.budget}"
             if key in done:
                 continue
             row = run_cell(folder, recipe, arm, augment)
@@ -171,12 +178,12 @@ def grid_cmd(args: argparse.Namespace) -> None:
     done = _done(out)
     for dataset, size, ratio, strategy in cells:
         folder, recipe = base_run(args, dataset, size)
-        base_key = f"{dataset}:{size}:{args.seed}:none"
+        base_key = f"{dataset}:{size}:{args.seed}:{_sizes(args)}:none"
         if base_key not in done:
             _append(out, {"key": base_key, "dataset": dataset, "seed_size": size, "seed": args.seed, "ratio": 0,
                           "strategy": "none", **run_cell(folder, recipe, "none", None)})
             done.add(base_key)
-        key = f"{dataset}:{size}:{args.seed}:{ratio:g}:{strategy}"
+        key = f"{dataset}:{size}:{args.seed}:{_sizes(args)}:{ratio:g}:{strategy}"
         if key in done:
             continue
         units = int(round(ratio * size))
@@ -211,6 +218,11 @@ def _spent(row: dict) -> str:
     return "–" if not s else f"{s['units']:g} ({s['generated']} gen + {s['scored']} scored)"
 
 
+def _same_base(a: dict, b: dict) -> bool:
+    """Rows scored on the same test texts: same dataset, seed size, training seed and split sizes."""
+    return all(a.get(k) == b.get(k) for k in ("dataset", "seed_size", "seed", "test_n"))
+
+
 def _points(diff: dict | None) -> str:
     if diff is None:
         return "–"
@@ -226,8 +238,7 @@ def table_cmd(args: argparse.Namespace) -> None:
         lines += ["| dataset (seed) | arm | budget spent (units) | kept rows | dev agreement before -> after | "
                   "test accuracy [95 % CI] | vs one_error (paired, points) |", "|---|---|---|---|---|---|---|"]
         for row in compare:
-            ref = next((r for r in compare if r["dataset"] == row["dataset"] and r["seed"] == row["seed"]
-                        and r["arm"] == "one_error"), None)
+            ref = next((r for r in compare if _same_base(r, row) and r["arm"] == "one_error"), None)
             diff = _paired(row, ref) if ref is not None and row["arm"] == "report" else None
             summary["compare"].append({k: row.get(k) for k in ("dataset", "seed", "arm", "accuracy", "interval",
                                                                 "spend", "kept_examples")} | {"vs_one_error": diff})
@@ -240,7 +251,7 @@ def table_cmd(args: argparse.Namespace) -> None:
         lines += ["| dataset | seed | R | strategy | budget spent (units) | kept rows | test accuracy [95 % CI] | "
                   "vs no augmentation (paired, points) |", "|---|---|---|---|---|---|---|---|"]
         for row in sorted(grid, key=lambda r: (r["dataset"], r["seed_size"], r["ratio"], r["cell"])):
-            base = next(r for r in grid if r["key"] == f"{row['dataset']}:{row['seed_size']}:{row['seed']}:none")
+            base = next(r for r in grid if _same_base(r, row) and r["strategy"] == "none")
             diff = None if row is base else _paired(row, base)
             strategy = (row.get("strategy") or {}).get("strategy", "none") if row is not base else "none"
             summary["grid"].append({"dataset": row["dataset"], "seed_size": row["seed_size"], "ratio": row["ratio"],
@@ -291,6 +302,8 @@ def main() -> None:
     parser.add_argument("--seed-sizes", type=int, nargs="+", default=[50, 100])
     parser.add_argument("--ratios", type=float, nargs="+", default=[1, 3, 10, 30])
     parser.add_argument("--cells", default="", help="grid: only these cells, 'dataset:seed_size:R:strategy,...'")
+    parser.add_argument("--dev-size", type=int, default=80, help="gold dev texts (teacher-labelled for the rounds)")
+    parser.add_argument("--test-size", type=int, default=250, help="gold test texts every cell is scored on")
     parser.add_argument("--quick", action="store_true", help="tiny splits and one epoch (a smoke run)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (the data split too)")
     parser.add_argument("--threads", type=int, default=2)

@@ -34,7 +34,7 @@ def test_cells_parse_and_refuse_unknown_names():
 def test_table_pairs_arms_on_the_same_test_texts_and_draws_the_crossover(tmp_path):
     def row(key, ratio, correct, **more):
         acc = sum(correct) / len(correct)
-        return {"key": key, "dataset": "sst2", "seed_size": 50, "seed": 0, "ratio": ratio, "cell": key,
+        return {"key": key, "dataset": "sst2", "seed_size": 50, "seed": 0, "test_n": 40, "ratio": ratio, "cell": key,
                 "accuracy": acc, "interval": [acc - 0.1, acc + 0.1], "correct": correct, **more}
 
     spend = {"units": 50, "generated": 50, "scored": 0}
