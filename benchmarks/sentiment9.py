@@ -23,7 +23,7 @@ Per arm: accuracy (Wilson 95 % interval) and macro-F1 (95 % percentile bootstrap
 tokens per text, seconds per text, wall time. Paired bootstrap differences between arms (same texts) say which
 gaps are outside the noise. One training seed per student (the budget; the intervals are over test texts).
 
-    python benchmarks/sentiment9.py                      # every set; ~1 h on an idle 2-core CPU (measured)
+    python benchmarks/sentiment9.py                      # every set; fin took ~1 h on one busy thread
     python benchmarks/sentiment9.py --sets fin,sst2      # a subset
     python benchmarks/sentiment9.py --summarise          # the README table from the results
 

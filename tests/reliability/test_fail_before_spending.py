@@ -89,7 +89,8 @@ def test_a_stage_whose_input_nobody_writes_is_refused_before_anything(tmp_path):
     ("task.instruction", "task: {labels: [negative, positive], chat: false, instruction: 'Reply in JSON: "
                          "{\"label\": one of {labels}}'}"),
     ("task.templates", "task: {labels: [negative, positive], chat: false, templates: ['{text} -> {label}']}"),
-    ("augment.instruction", "augment: {instruction: 'Write a text like {text} with {labels}'}"),
+    ("augment.prompt.instruction", "augment: {prompt: {kind: one_error, instruction: 'Write a text like {text} "
+                                   "with {labels}'}}"),
 ])
 def test_a_template_that_does_not_render_is_refused_at_load(tmp_path, key, section):
     path = recipe(tmp_path, "http://127.0.0.1:9/v1")

@@ -133,6 +133,23 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+def _when_unlocked(step: Callable[[], Any], patience_s: float = 60.0) -> Any:
+    """Run ``step``, retrying while SQLite says the database is locked.
+
+    Two processes opening a new ledger at once (the ranks of a distributed run) race to create its tables and to
+    switch it to WAL; SQLite answers the loser "database is locked" at once, without waiting for its busy
+    timeout (it would otherwise risk a deadlock between two readers that both want to write).
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class Ledger:
     """Thread-safe access to ``ledger.sqlite``; one connection per thread, as sqlite3 requires."""
 
@@ -144,8 +161,9 @@ class Ledger:
 
     @_guarded
     def _create(self) -> None:
-        with self._conn() as conn:
-            conn.executescript(SCHEMA)
+        conn = self._conn()
+        _when_unlocked(lambda: conn.executescript(SCHEMA))
+        with conn:
             for table, columns in _ADDED_COLUMNS.items():
                 have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
                 for column in columns:
@@ -156,7 +174,7 @@ class Ledger:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=60)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _when_unlocked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             # WAL + NORMAL survives a process kill without losing committed rows; only power loss could.
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
