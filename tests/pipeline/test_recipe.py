@@ -75,3 +75,12 @@ def test_every_packaged_recipe_validates_and_says_what_it_does():
     for path in RECIPES.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.description and recipe.family in FAMILIES, path
+
+
+def test_a_key_that_moved_is_pointed_at_its_new_place():
+    with pytest.raises(RecipeError) as err:
+        parse_recipe({"name": "d", "run_dir": "r", "family": "classification",
+                      "augment": {"instruction": "x {text} {label}", "min_improvement": 0.01}}, "old.yaml")
+    text = str(err.value)
+    assert "unknown key 'augment.instruction'. It moved to 'augment.prompt.instruction'." in text
+    assert "It moved to 'augment.early_stop.min_improvement'." in text

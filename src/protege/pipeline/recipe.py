@@ -103,18 +103,16 @@ class RecipeError(UserError):
     code = "recipe_invalid"
 
 
-def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
-    """Allowed keys at ``loc`` inside ``model``, for 'did you mean' hints."""
+def _section_at(model: type[BaseModel], loc: tuple) -> Optional[type[BaseModel]]:
+    """The settings class at ``loc`` inside ``model`` (None past a plain value), for 'did you mean' hints."""
     current: Any = model
     for part in loc:
         if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
-            return []
+            return None
         annotation = current.model_fields[part].annotation
         models = [a for a in typing.get_args(annotation) or (annotation,) if isinstance(a, type)]
         current = next((a for a in models if issubclass(a, BaseModel)), None)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
 def format_errors(err: ValidationError, source: str, model: type[BaseModel]) -> str:
@@ -123,9 +121,13 @@ def format_errors(err: ValidationError, source: str, model: type[BaseModel]) -> 
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         key = ".".join(str(p) for p in loc) or "(top level)"
         if e["type"] == "extra_forbidden":
-            allowed = _field_names(model, loc[:-1])
+            section = _section_at(model, loc[:-1])
+            allowed = list(section.model_fields) if section else []
+            moved = getattr(section, "moved_keys", {}).get(str(loc[-1]))
             near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f" Did you mean '{near[0]}'?" if near else ""
+            prefix = ".".join(str(p) for p in loc[:-1])
+            hint = (f" It moved to '{prefix}.{moved}'." if moved
+                    else f" Did you mean '{near[0]}'?" if near else "")
             lines.append(f"  - unknown key '{key}'.{hint} Allowed here: {', '.join(allowed) or 'none'}.")
         elif e["type"] == "missing":
             lines.append(f"  - missing required key '{key}'.")

@@ -14,7 +14,7 @@ the same, as a hosted API bills per request; on a CPU, where one generation cost
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -118,6 +118,9 @@ class RatioThresholds(Section):
 class AugmentConfig(Section):
     """Rounds of new teacher-written examples aimed at the student's errors."""
 
+    # Keys of earlier versions and where they live now; a recipe using one is told the new place.
+    moved_keys: ClassVar[dict[str, str]] = {"instruction": "prompt.instruction",
+                                            "min_improvement": "early_stop.min_improvement"}
     max_rounds: int = Field(2, ge=1, description="Most rounds; fewer on early stopping or an exhausted budget.")
     max_errors: int = Field(32, ge=1, description="Requests per round: mined errors used (one_error, rephrase; "
                             "the student's most confident first), or report requests.")
