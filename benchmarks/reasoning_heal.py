@@ -38,6 +38,9 @@ from typing import Any, Optional
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(HERE))
+
+from reasoning_rl import _quick_teacher  # noqa: E402  (the same tiny teacher as the RL benchmark's smoke runs)
 
 RECIPE = ROOT / "recipes" / "reasoning-quickstart.yaml"
 RESULTS = HERE / "results"
@@ -88,16 +91,6 @@ def recipe_data(run_dir: Path, terms: int, digits: int, teacher_steps: int, vari
         student["keep"] = "every_other"
         data["evaluate"] = {"max_new_tokens": 6}
     return data
-
-
-def _quick_teacher() -> Any:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny import build_llama, build_tokenizer
-
-    from protege.models.hf import HFTeacher
-
-    tokenizer = build_tokenizer(("Compute 1 + 2 + 3. <answer>6</answer> 1 + 2 = 3",))
-    return HFTeacher(build_llama(len(tokenizer), layers=4, seed=3), tokenizer, model_id="tiny-teacher")
 
 
 def why_wrong(rows: list[dict]) -> dict[str, int]:

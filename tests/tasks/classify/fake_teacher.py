@@ -41,7 +41,7 @@ class CueTeacher:
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Generation]]:
         out = []
         for prompt in prompts:
-            label = re.search(r"label is '(\w+)'", _text(prompt)).group(1)
+            label = self.asked_label(_text(prompt))
             rng = random.Random(f"{_text(prompt)}|{params.seed}")
             gens = []
             for _ in range(params.n):
@@ -51,6 +51,10 @@ class CueTeacher:
                 self.generated += 1
             out.append(gens)
         return out
+
+    def asked_label(self, text: str) -> str:
+        """The label a generation prompt asks for."""
+        return re.search(r"label is '(\w+)'", text).group(1)
 
     def topk_logprobs(self, prompts, completions, k):  # pragma: no cover - classification never asks
         raise NotImplementedError

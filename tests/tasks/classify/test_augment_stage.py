@@ -3,18 +3,16 @@ teacher, the budget is spent exactly as counted, R and the strategy are written 
 below 1 is refused before any teacher call."""
 
 import json
-import random
 import re
 import shutil
 
 import pytest
 
 from protege.core.errors import UserError
-from protege.models.base import Generation
 from protege.pipeline.recipe import parse_recipe
 from protege.pipeline.runner import run_recipe
 
-from fake_teacher import CUES, FILLER, CueTeacher, _text
+from fake_teacher import CueTeacher
 from tiny_encoder import build_tiny_encoder, separable_texts
 
 
@@ -30,22 +28,10 @@ class CountingTeacher(CueTeacher):
         self.scored += len(prompts)
         return super().score(prompts, continuations)
 
-    def generate(self, prompts, params):
-        out = []
-        for prompt in prompts:
-            text = _text(prompt)
-            self.prompts.append(text)
-            asked = re.search(r"clearly '(\w+)'", text)
-            label = asked.group(1) if asked else ("positive" if " good" in text else "negative")
-            rng = random.Random(f"{text}|{params.seed}")
-            gens = []
-            for _ in range(params.n):
-                words = rng.sample(FILLER, 5) + [CUES[label]]
-                rng.shuffle(words)
-                gens.append(Generation(text=" ".join(words), prompt_tokens=10, completion_tokens=6))
-                self.generated += 1
-            out.append(gens)
-        return out
+    def asked_label(self, text: str) -> str:
+        self.prompts.append(text)
+        asked = re.search(r"clearly '(\w+)'", text)
+        return asked.group(1) if asked else ("positive" if " good" in text else "negative")
 
 
 @pytest.fixture(scope="module")
