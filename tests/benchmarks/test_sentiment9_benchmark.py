@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks" / "classify"))  # the tiny encoder's home
+from fakes import tiny_llama, word_tokenizer  # noqa: E402
 from tiny_encoder import WORDS, build_tiny_encoder  # noqa: E402
 
 pytest.importorskip("bm25s")
@@ -127,3 +128,29 @@ def test_every_arm_runs_on_two_sets_and_a_missing_set_is_skipped(tmp_path):
     # Past the deadline no set starts (a rerun adds them later); the finished results stay.
     assert bench.main(argv + ["--redo", "--deadline", "00:00"], teacher=CueTeacher()) == []
     assert (out / "fin.json").exists()
+
+
+def test_sets_run_in_parallel_processes_and_a_result_at_another_budget_is_redone(tmp_path):
+    """--jobs 2 runs each set in its own process (a real hf teacher: a tiny random Llama saved to a folder);
+    a result measured at another budget is neither shown by --summarise nor read back: it is redone."""
+    bench = load_benchmark()
+    sst2, collection = write_fixtures(tmp_path)
+    encoder = headless_encoder(tmp_path / "encoder")
+    teacher = tmp_path / "teacher"
+    tokenizer = word_tokenizer()
+    tiny_llama(len(tokenizer)).save_pretrained(teacher)
+    tokenizer.save_pretrained(teacher)
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    argv = ["--sets", "sst2,fin", "--seed", "12", "--dev", "12", "--pool", "30", "--test", "16", "--epochs", "1",
+            "--student", str(encoder), "--teacher", str(teacher), "--sst2-dir", str(sst2),
+            "--sentiment-dir", str(collection), "--runs", str(runs), "--out", str(out), "--jobs", "2"]
+    results = bench.main(argv)
+    assert [r["set"] for r in results] == ["sst2", "fin"]
+    for r in results:
+        assert r["settings"]["jobs"] == 1 and r["sizes"]["pool"] == 30  # measured by a child process
+        assert (runs / f"{r['set']}.log").exists()
+    assert "| sst2 |" in (out / "table.md").read_text()
+    other = [a if a != "30" else "20" for a in argv]  # --pool 20
+    assert bench.main(other + ["--summarise"]) == []
+    redone = bench.main(other[:1] + ["sst2"] + other[2:-2] + ["--jobs", "1"], teacher=CueTeacher())
+    assert [r["sizes"]["pool"] for r in redone] == [20]
