@@ -7,10 +7,11 @@ for every backend. It passes nothing else through: a stage that needs the weight
 Guarantees (see :mod:`protege.core.ledger` for what the file itself keeps):
 
 * Requests are sent ``batch_size`` at a time (scoring and top-k requests shortest first). Each answer is
-  committed to the ledger in its own transaction the moment the backend hands it over: a backend with ``streams_answers = True`` (the OpenAI-compatible one) hands
-  each answer over as its request completes, through the ``on_answer`` callback of its methods; any other
-  backend hands over a batch when it returns it. So when a request fails, or the process is killed, every
-  answer already received is kept, and a re-run pays only for requests that were in flight.
+  committed to the ledger in its own transaction the moment the backend hands it over: a backend with
+  ``streams_answers = True`` (the OpenAI-compatible one) hands each answer over as its request completes, through
+  the ``on_answer`` callback of its methods; any other backend hands over a batch when it returns it. So when a
+  request fails, or the process is killed, every answer already received is kept, and a re-run pays only for
+  requests that were in flight.
 * Every request's tokens are counted: generations report their own; a scoring request counts the prompt and
   candidate tokens as the backend reads them (its own tokenizer where it has one, else
   :func:`~protege.models.base.estimate_tokens`); top-k requests count their sequence. Cost is
