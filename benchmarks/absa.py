@@ -16,19 +16,30 @@ every seed's predictions on the same resampled sentences, then averages over see
 the embedded teacher's live instance-stream synthesis on N prompts (laptops 2 %): parse and grounding rates,
 and seed + those rows against the seed alone.
 
-Results are appended one JSON line per trained tagger to ``benchmarks/results/absa-runs.jsonl`` (a re-run
-skips what is there) and summarised into ``benchmarks/results/absa.json``.
+Units of work: one tagger (``dataset:pct:variant:seed``), a setting's polarity scoring
+(``dataset:pct:polarity-scores``: the ~10k synthetic aspects of a file scored once per setting, not per seed,
+through the setting's own ledger under ``<out>/absa-ledger/``, and cached there; its polarity cells wait for
+it), and ``live:N``. ``--jobs`` (2) units run at once, each in its own process at ``--threads`` (1) torch
+threads (``benchmarks/processes.py``), in the order of ``--settings``, then ``--variants``, then ``--seeds``;
+``--deadline HH:MM`` starts no unit that the mean wall time of its kind says would end later. Each tagger
+appends one JSON line (under a file lock) to ``<out>/absa-runs.jsonl`` (a re-run skips what is there); the
+parent summarises them into ``<out>/absa.json``; child logs go to ``--logs``.
 
-nohup python benchmarks/absa.py --settings lap:2 --seeds 0 &
+    python benchmarks/absa.py --settings lap:2 --seeds 1,2 --jobs 2 --threads 1 --deadline 09:00
+    python benchmarks/absa.py --summarise-only
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import random
+import sys
 import time
+import traceback
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -50,6 +61,9 @@ from protege.tasks.absa.tagger import TaggerConfig, fit_tagger, predict_aspects
 from protege.tasks.absa.tags import TagScheme
 from protege.tasks.absa.task import AbsaExample, AbsaTask, Aspect
 from protege.train.loop import EarlyStopping, LoopConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from processes import Unit, append_line, late, run_units  # noqa: E402  (shared with sentiment9.py)
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -77,40 +91,92 @@ def tagger_config(args: argparse.Namespace, noisy: bool = False) -> TaggerConfig
         early_stopping=EarlyStopping(metric="dev_pair_f1", mode="max", patience=2),
     )
     return TaggerConfig(
+        student=args.student,
         max_length=96, loop=loop, token_drop=0.1 if noisy else 0.0, dropout=0.2 if noisy else None
     )
 
 
-def teacher(run_dir: Path) -> LedgeredTeacher:
-    run = Run(run_dir)
+def teacher(ledger_dir: Path, args) -> LedgeredTeacher:
+    """The embedded teacher through its own ledger folder (one writer per ledger: each teacher unit has one)."""
+    run = Run(ledger_dir)
     return LedgeredTeacher(
-        make_teacher(TeacherConfig(backend="hf", model="smollm2-135m-instruct", batch_size=16)),
-        run.ledger,
-        batch_size=16,
+        make_teacher(TeacherConfig(backend="hf", model=args.teacher, batch_size=16)), run.ledger, batch_size=16
     )
 
 
-def polarity_scored(rows: list[AbsaExample], args) -> tuple[list[AbsaExample], dict]:
-    t = teacher(RESULTS / "absa-ledger")
-    items = [(e.sentence, a.term) for e in rows for a in e.aspects]
-    logp = score_aspects(t, items, polarity_words(TASK.labels, {}))
-    probs = calibrate_polarities(logp, "mean")
-    out, dists, k = [], {}, 0
-    for e in rows:
-        d = [dict(zip(TASK.labels, map(float, probs[k + j]))) for j in range(len(e.aspects))]
-        dists[e.id] = d
-        out.append(
-            AbsaExample(
-                e.id,
-                e.sentence,
-                tuple(Aspect(a.start, a.end, a.term, max(q, key=q.get)) for a, q in zip(e.aspects, d)),
-            )
-        )
-        k += len(e.aspects)
-    agree = float(
-        np.mean([a.polarity == b.polarity for x, y in zip(rows, out) for a, b in zip(x.aspects, y.aspects)])
-    )
-    return out, {"distributions": dists, "agreement_with_gpt35": agree}
+class Setting:
+    """One (dataset, seed %) with its seed, dev sample, test split and GPT-3.5 rows (dev/test sentences out)."""
+
+    def __init__(self, dataset: str, pct: str, args):
+        self.dataset, self.pct = dataset, pct
+        self.seed = load_semeval(dataset, f"sample{pct}", TASK).examples
+        dev = load_semeval(dataset, "dev", TASK).examples
+        picked = sorted(random.Random(0).sample(range(len(dev)), min(args.dev_size, len(dev))))
+        self.dev = [dev[i] for i in picked]
+        self.test = load_semeval(dataset, "test", TASK).examples
+        held = {e.sentence for e in self.dev + self.test}
+        self.synth = [r for r in load_ds2_synthetic(FILES[(dataset, pct)], TASK).rows if r.sentence not in held]
+
+    def raw(self) -> list[AbsaExample]:
+        return [AbsaExample(r.id, r.sentence, raw_aspects(r.sentence, r.raw, TASK)) for r in self.synth]
+
+    def normalised(self) -> list[AbsaExample]:
+        norm = [AbsaExample(r.id, r.sentence, normalise(r.sentence, r.raw, TASK).aspects) for r in self.synth]
+        return [e for e, r in zip(norm, self.synth) if e.aspects or not r.raw]
+
+
+def scores_path(dataset: str, pct: str, args) -> Path:
+    return args.out / "absa-ledger" / f"polarity-{dataset}-{pct}-{Path(args.teacher).name}.json"
+
+
+def polarity_scores(setting: Setting, args) -> dict:
+    """The teacher's calibrated polarity distribution for every aspect of the normalised rows, once per setting:
+    kept in a cache file beside the setting's own ledger (the teacher calls themselves are in the ledger, so an
+    interrupted scoring re-pays nothing). A lock file makes a second process wait for the first one's result."""
+    path = scores_path(setting.dataset, setting.pct, args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    norm = setting.normalised()
+    with (path.parent / (path.name + ".lock")).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            cached = json.loads(path.read_text())
+            if cached["ids"] != [e.id for e in norm]:
+                raise RuntimeError(f"{path} was scored for other rows than the normalised {setting.dataset} "
+                                   f"{setting.pct} % file gives now; delete it (the ledger re-answers for free)")
+            return cached
+        t = teacher(args.out / "absa-ledger" / f"{setting.dataset}-{setting.pct}", args)
+        items = [(e.sentence, a.term) for e in norm for a in e.aspects]
+        words, logp, began = polarity_words(TASK.labels, {}), [], time.time()
+        for i in range(0, len(items), 512):  # chunks only to print progress; the ledger commits every batch
+            logp.append(score_aspects(t, items[i : i + 512], words))
+            print(f"scored {min(i + 512, len(items))}/{len(items)} aspects in {time.time() - began:.0f} s",
+                  flush=True)
+        probs = calibrate_polarities(np.concatenate(logp) if logp else np.zeros((0, 3)), "mean")
+        dists, k = {}, 0
+        for e in norm:
+            dists[e.id] = [dict(zip(TASK.labels, map(float, probs[k + j]))) for j in range(len(e.aspects))]
+            k += len(e.aspects)
+        agree = [a.polarity == max(q, key=q.get) for e in norm for a, q in zip(e.aspects, dists[e.id])]
+        cached = {"ids": [e.id for e in norm], "aspects": len(items), "seconds": round(time.time() - began, 1),
+                  "agreement_with_gpt35": float(np.mean(agree)) if agree else None, "distributions": dists}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cached))
+        tmp.replace(path)
+        return cached
+
+
+def polarity_rows(setting: Setting, args) -> tuple[list[AbsaExample], dict, dict]:
+    """The normalised rows relabelled with the teacher's most likely polarity, their distributions (soft
+    targets) and what to record about the scoring."""
+    cached = polarity_scores(setting, args)
+    dists = cached["distributions"]
+    rows = [
+        AbsaExample(e.id, e.sentence, tuple(Aspect(a.start, a.end, a.term, max(q, key=q.get))
+                                            for a, q in zip(e.aspects, dists[e.id])))
+        for e in setting.normalised()
+    ]
+    return rows, dists, {"agreement_with_gpt35": cached["agreement_with_gpt35"],
+                         "scoring_seconds": cached["seconds"]}
 
 
 def bootstrap(gold, preds: list[dict], score, n: int = 1000) -> tuple[float, float, float]:
@@ -128,87 +194,54 @@ def bootstrap(gold, preds: list[dict], score, n: int = 1000) -> tuple[float, flo
     return point, float(lo), float(hi)
 
 
-def run_setting(dataset: str, pct: str, args, done: set, log: Path) -> None:
-    seed = load_semeval(dataset, f"sample{pct}", TASK).examples
-    dev = load_semeval(dataset, "dev", TASK).examples
-    dev = [dev[i] for i in sorted(random.Random(0).sample(range(len(dev)), min(args.dev_size, len(dev))))]
-    test = load_semeval(dataset, "test", TASK).examples
-    synth = load_ds2_synthetic(FILES[(dataset, pct)], TASK).rows
-    held = {e.sentence for e in dev + test}
-    synth = [r for r in synth if r.sentence not in held]
-    cache: dict = {}
-
-    def rows(variant: str, s: int):
-        if variant == "raw":
-            return [AbsaExample(r.id, r.sentence, raw_aspects(r.sentence, r.raw, TASK)) for r in synth], None
-        norm = [AbsaExample(r.id, r.sentence, normalise(r.sentence, r.raw, TASK).aspects) for r in synth]
-        norm = [e for e, r in zip(norm, synth) if e.aspects or not r.raw]
-        if variant == "normalised":
-            return norm, None
-        if variant == "refined":
-            refined, hist = self_train(
-                tagger_config(args, noisy=True),
-                RefineConfig(),
-                1,
-                seed,
-                norm,
-                dev,
-                SCHEME,
-                args.weight,
-                random_seed=100 + s,
-            )
-            return refined, {"rounds": [h.__dict__ for h in hist]}
-        if "polarity" not in cache:
-            cache["polarity"] = polarity_scored(norm, args)
-        return cache["polarity"]
-
-    for variant in args.variants:
-        for s in args.seeds:
-            key = f"{dataset}:{pct}:{variant}:{s}"
-            if key in done:
-                continue
-            began = time.time()
-            extra: dict = {}
-            if variant == "seed":
-                train = training_set(seed, [], args.weight)
-            elif variant == "full":
-                train = training_set(load_semeval(dataset, "train", TASK).examples, [], 1.0)
-            else:
-                synthetic, info = rows(variant, s)
-                dists = (info or {}).pop("distributions", None) if variant == "polarity" else None
-                extra = {k: v for k, v in (info or {}).items()}
-                train = training_set(seed, synthetic, args.weight, dists)
-            fitted = fit_tagger(tagger_config(args), train, SCHEME, dev=dev, seed=s)
-            pred = predict_aspects(fitted.model, fitted.tokenizer, SCHEME, test)
-            gold = labels_of(test)
-            record = {
-                "key": key,
-                "dataset": dataset,
-                "seed_pct": pct,
-                "variant": variant,
-                "training_seed": s,
-                "train_rows": len(train),
-                "pair": pair_scores(gold, pred).as_dict(),
-                "aspect": aspect_scores(gold, pred).as_dict(),
-                "seconds": round(time.time() - began, 1),
-                "steps": fitted.result.steps,
-                "pred": {i: [a.as_dict() for a in v] for i, v in pred.items()},
-                **extra,
-            }
-            with log.open("a") as fh:
-                fh.write(json.dumps(record, default=str) + "\n")
-            print(
-                f"{key}: pair F1 {record['pair']['f1']:.3f} aspect F1 {record['aspect']['f1']:.3f} "
-                f"({record['seconds']} s)",
-                flush=True,
-            )
+def run_cell(setting: Setting, variant: str, s: int, args, log: Path) -> None:
+    """Train and score one tagger: ``variant`` of ``setting`` at training seed ``s``; appends its record."""
+    key = f"{setting.dataset}:{setting.pct}:{variant}:{s}"
+    began = time.time()
+    extra: dict = {}
+    if variant == "seed":
+        train = training_set(setting.seed, [], args.weight)
+    elif variant == "full":
+        train = training_set(load_semeval(setting.dataset, "train", TASK).examples, [], 1.0)
+    elif variant == "raw":
+        train = training_set(setting.seed, setting.raw(), args.weight)
+    elif variant == "normalised":
+        train = training_set(setting.seed, setting.normalised(), args.weight)
+    elif variant == "refined":
+        refined, hist = self_train(tagger_config(args, noisy=True), RefineConfig(), 1, setting.seed,
+                                   setting.normalised(), setting.dev, SCHEME, args.weight, random_seed=100 + s)
+        extra = {"rounds": [h.__dict__ for h in hist]}
+        train = training_set(setting.seed, refined, args.weight)
+    else:
+        rows, dists, extra = polarity_rows(setting, args)
+        train = training_set(setting.seed, rows, args.weight, dists)
+    fitted = fit_tagger(tagger_config(args), train, SCHEME, dev=setting.dev, seed=s)
+    pred = predict_aspects(fitted.model, fitted.tokenizer, SCHEME, setting.test)
+    gold = labels_of(setting.test)
+    record = {
+        "key": key,
+        "dataset": setting.dataset,
+        "seed_pct": setting.pct,
+        "variant": variant,
+        "training_seed": s,
+        "train_rows": len(train),
+        "pair": pair_scores(gold, pred).as_dict(),
+        "aspect": aspect_scores(gold, pred).as_dict(),
+        "seconds": round(time.time() - began, 1),
+        "steps": fitted.result.steps,
+        "pred": {i: [a.as_dict() for a in v] for i, v in pred.items()},
+        **extra,
+    }
+    append_line(log, json.dumps(record, default=str))
+    print(f"{key}: pair F1 {record['pair']['f1']:.3f} aspect F1 {record['aspect']['f1']:.3f} "
+          f"({record['seconds']} s)", flush=True)
 
 
 def live(n: int, args, log: Path) -> None:
     seed = load_semeval("lap", "sample2", TASK).examples
     planned = synth_plan.plan_instance(seed, synth_plan.INSTANCE_METHODS, 2, 40, 3, random.Random(0))
     requests = random.Random(0).sample(planned, min(n, len(planned)))  # a mix of the four methods
-    t = teacher(RESULTS / "absa-ledger")
+    t = teacher(args.out / "absa-ledger" / "live", args)
     began = time.time()
     answers = [
         g[0].text
@@ -226,7 +259,7 @@ def live(n: int, args, log: Path) -> None:
         if nm.aspects
     ]
     record = {
-        "key": "live",
+        "key": f"live:{n}",
         "prompts": len(requests),
         "with_sentence": len(usable),
         "rows_with_label": len(rows),
@@ -234,20 +267,19 @@ def live(n: int, args, log: Path) -> None:
         "generation_seconds": round(time.time() - began, 1),
         "examples": [a[:300] for a in answers[:5]],
     }
-    with log.open("a") as fh:  # the rates survive even if the training below is cut short
-        fh.write(json.dumps(record, default=str) + "\n")
+    append_line(log, json.dumps(record, default=str))  # the rates survive even if the training is cut short
     print(f"live: {rates}", flush=True)
-    record = {"key": "live-train", "rows": len(rows)}
-    dev = load_semeval("lap", "dev", TASK).examples
-    dev = [dev[i] for i in sorted(random.Random(0).sample(range(len(dev)), min(args.dev_size, len(dev))))]
-    test = load_semeval("lap", "test", TASK).examples
-    fitted = fit_tagger(tagger_config(args), training_set(seed, rows, args.weight), SCHEME, dev=dev, seed=0)
-    pred = predict_aspects(fitted.model, fitted.tokenizer, SCHEME, test)
-    record["pair"] = pair_scores(labels_of(test), pred).as_dict()
-    record["aspect"] = aspect_scores(labels_of(test), pred).as_dict()
-    with log.open("a") as fh:
-        fh.write(json.dumps(record, default=str) + "\n")
-    print(f"live-train: pair F1 {record['pair']['f1']:.3f}", flush=True)
+    record = {"key": f"live-train:{n}", "rows": len(rows)}
+    if not rows:  # seed + nothing is the seed alone: not trained again
+        record["note"] = "no usable live row: the tagger would be the seed alone"
+    else:
+        lap = Setting("lap", "2", args)
+        fitted = fit_tagger(tagger_config(args), training_set(seed, rows, args.weight), SCHEME, dev=lap.dev, seed=0)
+        pred = predict_aspects(fitted.model, fitted.tokenizer, SCHEME, lap.test)
+        record["pair"] = pair_scores(labels_of(lap.test), pred).as_dict()
+        record["aspect"] = aspect_scores(labels_of(lap.test), pred).as_dict()
+    append_line(log, json.dumps(record, default=str))
+    print(f"live-train: {record.get('pair', record.get('note'))}", flush=True)
 
 
 def from_run(run_dir: Path, log: Path, done: set) -> None:
@@ -281,8 +313,7 @@ def from_run(run_dir: Path, log: Path, done: set) -> None:
             "seconds": trained[folder]["seconds"],
             "pred": {i: [a.as_dict() for a in v] for i, v in pred.items()},
         }
-        with log.open("a") as fh:
-            fh.write(json.dumps(record, default=str) + "\n")
+        append_line(log, json.dumps(record, default=str))
         print(f"{key} (from {run_dir}): pair F1 {record['pair']['f1']:.3f}", flush=True)
 
 
@@ -295,8 +326,8 @@ def summarise(log: Path) -> dict:
     }
     groups: dict = {}
     for r in records:
-        if r["key"] in ("live", "live-train"):
-            out[r["key"]] = r
+        if r["key"].startswith("live"):  # live:N (rates), live-train:N (seed + live rows)
+            out.setdefault("live", {})[r["key"]] = r
             continue
         groups.setdefault((r["dataset"], r["seed_pct"], r["variant"]), []).append(r)
     for (dataset, pct, variant), rs in groups.items():
@@ -320,13 +351,94 @@ def summarise(log: Path) -> dict:
                 "aspect_f1": aspect,
                 "pair_f1_per_seed": [r["pair"]["f1"] for r in rs],
                 "seconds": [r["seconds"] for r in rs],
-                **{k: rs[0][k] for k in ("agreement_with_gpt35", "rounds") if k in rs[0]},
+                **{k: rs[0][k] for k in ("agreement_with_gpt35", "scoring_seconds", "rounds") if k in rs[0]},
             }
         )
     return out
 
 
-def main() -> None:
+def units(args, done: set) -> list[str]:
+    """What is left to run, most valuable first: settings in ``--settings`` order, within one variants in
+    ``--variants`` order and seeds in ``--seeds`` order; a setting's polarity scoring just before its first
+    polarity cell; the live synthesis last."""
+    todo = []
+    for setting in args.settings.split(","):
+        dataset, pct = setting.split(":")
+        for variant in args.variants:
+            cells = [f"{dataset}:{pct}:{variant}:{s}" for s in args.seeds]
+            cells = [c for c in cells if c not in done]
+            if variant == "polarity" and cells and not scores_path(dataset, pct, args).exists():
+                todo.append(f"{dataset}:{pct}:polarity-scores")
+            todo += cells
+    if args.live and f"live-train:{args.live}" not in done:
+        todo.append(f"live:{args.live}")
+    return todo
+
+
+def run_unit(unit: str, args, log: Path) -> None:
+    """One unit in this process: ``dataset:pct:variant:seed``, ``dataset:pct:polarity-scores`` or ``live:N``."""
+    parts = unit.split(":")
+    if parts[0] == "live":
+        live(int(parts[1]), args, log)
+    elif parts[2] == "polarity-scores":
+        polarity_scores(Setting(parts[0], parts[1], args), args)
+    else:
+        run_cell(Setting(parts[0], parts[1], args), parts[2], int(parts[3]), args, log)
+
+
+def kind(unit: str) -> str:
+    """Units of one kind take about as long as each other (the deadline's prediction)."""
+    parts = unit.split(":")
+    return "live" if parts[0] == "live" else parts[2]
+
+
+def scores_first(unit: str) -> tuple[str, ...]:
+    """A polarity cell waits for its setting's scoring unit (when that is in the list)."""
+    parts = unit.split(":")
+    return (f"{parts[0]}:{parts[1]}:polarity-scores",) if parts[2:3] == ["polarity"] else ()
+
+
+def run_all(todo: list[str], argv: list[str], args, log: Path) -> None:
+    """Every unit, ``--jobs`` at a time (each its own ``--only`` process at ``--threads`` threads when
+    ``--jobs`` > 1); none starts that the mean wall time of its kind so far says would end past ``--deadline``."""
+    walls: dict[str, list[float]] = {}
+
+    def predicted(unit: str) -> float:
+        same = walls.get(kind(unit)) or [w for k, ws in walls.items() if k in VARIANTS for w in ws]
+        return float(np.mean(same)) if same else 0.0
+
+    def skip(unit: Unit) -> Optional[str]:
+        parts = unit.name.split(":")
+        if scores_first(unit.name) and not scores_path(parts[0], parts[1], args).exists():
+            return "its setting's polarity scores are missing (their unit was skipped or failed)"
+        if late(args.deadline, predicted(unit.name)):
+            return f"it would end after --deadline {args.deadline} UTC; rerun to add it"
+        return None
+
+    def ended(unit: Unit, code: int, seconds: float) -> None:
+        if code == 0:
+            walls.setdefault(kind(unit.name), []).append(seconds)
+            print(f"{unit.name}: done in {seconds / 60:.1f} min", flush=True)
+
+    if args.jobs > 1:
+        jobs = [Unit(u, (__file__, *argv, "--only", u, "--jobs", "1"), scores_first(u)) for u in todo]
+        run_units(jobs, args.logs, args.jobs, args.threads, skip, ended)
+        return
+    for unit in todo:
+        if (reason := skip(Unit(unit, ()))) is not None:
+            print(f"skipped {unit}: {reason}", file=sys.stderr, flush=True)
+            continue
+        began = time.time()
+        try:
+            run_unit(unit, args, log)
+        except Exception:  # one broken unit must not cost the others in an unattended run; rerun resumes it
+            print(f"{unit}: failed\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+            continue
+        ended(Unit(unit, ()), 0, time.time() - began)
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--settings", default="lap:2,res15:2,res15:5")
     ap.add_argument("--seeds", default="0,1,2")
@@ -334,30 +446,47 @@ def main() -> None:
     ap.add_argument("--weight", type=float, default=0.5)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--dev-size", type=int, default=150)
-    ap.add_argument("--live", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--live", type=int, default=0, help="also the live embedded-teacher synthesis on N prompts")
+    ap.add_argument("--student", default="minilm-l6")
+    ap.add_argument("--teacher", default="smollm2-135m-instruct", help="the embedded teacher (hf backend)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--jobs", type=int, default=2, help="units run at once, each in its own process with "
+                    "--threads threads (two at one thread each keep a 2-core machine busy without "
+                    "oversubscribing it)")
+    ap.add_argument("--deadline", default=None, help="HH:MM (UTC): start no unit predicted to end later (the "
+                    "mean wall time of finished units of its kind); a rerun resumes")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results folder (runs, summary, teacher ledgers)")
+    ap.add_argument("--logs", type=Path, default=Path("/tmp/protege-absa"), help="one log per child process")
+    ap.add_argument("--only", default=None, help=argparse.SUPPRESS)  # a child's unit; no summary
     ap.add_argument("--summarise-only", action="store_true")
     ap.add_argument("--from-run", type=Path, help="take lap 2 %% seed/refined (seed 0) from a quickstart run")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.variants = args.variants.split(",")
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
+    if args.jobs < 1 or args.threads < 1:
+        ap.error("--jobs and --threads: at least 1")
     torch.set_num_threads(args.threads)  # a busy shared CPU: extra intra-op threads spin instead of helping
-    RESULTS.mkdir(exist_ok=True)
-    log = RESULTS / "absa-runs.jsonl"
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "absa-runs.jsonl"
     done = (
         {json.loads(line)["key"] for line in log.read_text().splitlines() if line.strip()}
         if log.exists()
         else set()
     )
+    if args.only:
+        if args.only not in done:
+            run_unit(args.only, args, log)
+        return {}
     if args.from_run:
         from_run(args.from_run, log, done)
     elif not args.summarise_only:
-        for setting in args.settings.split(","):
-            dataset, pct = setting.split(":")
-            run_setting(dataset, pct, args, done, log)
-        if args.live and "live" not in done:
-            live(args.live, args, log)
-    (RESULTS / "absa.json").write_text(json.dumps(summarise(log), indent=2))
+        run_all(units(args, done), argv, args, log)
+    summary = summarise(log) if log.exists() else {"rows": []}
+    (args.out / "absa.json").write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 if __name__ == "__main__":

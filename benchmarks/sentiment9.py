@@ -41,13 +41,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -63,6 +59,9 @@ from protege.pipeline.runner import run_recipe
 from protege.tasks.classify import inputs, tables
 from protege.tasks.classify.candidates import frame_coverage
 from protege.tasks.classify.student import ClassifierTrainConfig, Examples, fit, load_student, predict_probs
+
+sys.path.insert(0, str(Path(__file__).parent))
+from processes import Unit, late, run_units  # noqa: E402  (shared with absa.py: children at one thread each)
 
 HERE = Path(__file__).parent
 OUT = HERE / "results" / "sentiment9"
@@ -333,15 +332,6 @@ def finished(path: Path, args: argparse.Namespace) -> Optional[dict[str, Any]]:
     return result
 
 
-def late(deadline: Optional[str], seconds: float) -> bool:
-    """Whether ``seconds`` from now is past ``deadline`` (HH:MM UTC, today)."""
-    if not deadline:
-        return False
-    now = datetime.now(timezone.utc)
-    hour, minute = (int(x) for x in deadline.split(":"))
-    return now + timedelta(seconds=seconds) > now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-
-
 def present(name: str, args: argparse.Namespace) -> bool:
     source = SETS[name][0]
     try:
@@ -356,26 +346,19 @@ def in_processes(names: list[str], argv: list[str], args: argparse.Namespace) ->
     """Each set in its own ``--jobs 1`` process, ``--jobs`` at a time; a set's output goes to ``<runs>/<set>.log``."""
     walls: list[float] = []
 
-    def one(name: str) -> None:
+    def skip(unit: Unit) -> Optional[str]:
         if late(args.deadline, np.mean(walls) if walls else 0.0):
-            print(f"skipped {name}: it would end after --deadline {args.deadline} UTC; rerun to add it",
-                  file=sys.stderr)
-            return
-        args.runs.mkdir(parents=True, exist_ok=True)
-        log = args.runs / f"{name}.log"
-        env = os.environ | {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-        with log.open("w") as out:
-            code = subprocess.run([sys.executable, __file__, *argv, "--sets", name, "--jobs", "1"], env=env,
-                                  stdout=out, stderr=subprocess.STDOUT).returncode
-        result = args.out / f"{name}.json"
+            return f"it would end after --deadline {args.deadline} UTC; rerun to add it"
+        return None
+
+    def ended(unit: Unit, code: int, seconds: float) -> None:  # the set's own wall time is in its result
+        result = args.out / f"{unit.name}.json"
         if code == 0 and result.exists():
             walls.append(json.loads(result.read_text())["wall_seconds"])
-            print(f"{name}: done in {walls[-1] / 60:.1f} min", flush=True)
-        else:
-            print(f"{name}: failed (exit {code}); see {log}", file=sys.stderr, flush=True)
+            print(f"{unit.name}: done in {walls[-1] / 60:.1f} min", flush=True)
 
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(one, names))
+    units = [Unit(name, (__file__, *argv, "--sets", name, "--jobs", "1")) for name in names]
+    run_units(units, args.runs, args.jobs, args.threads, skip, ended)
 
 
 def main(argv: list[str] | None = None, teacher: Optional[Callable] = None) -> list[dict[str, Any]]:

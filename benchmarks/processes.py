@@ -1,0 +1,110 @@
+"""Run a benchmark's units of work as child processes, ``jobs`` at a time, each at ``threads`` torch threads.
+
+On the 2-core machine two processes at one thread each is the efficient layout (one process at two threads
+spends much of the second thread spinning). A benchmark script builds one :class:`Unit` per piece of work (the
+child's argv re-runs the same script on that piece alone), and :func:`run_units` runs them:
+
+* in list order, ``jobs`` at a time (a pool of threads, each waiting on its child); a unit whose ``after`` units
+  have not ended yet waits and the next ready unit in the list takes the free slot;
+* each child with ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` = ``threads`` (the script also calls
+  ``torch.set_num_threads``), its stdout and stderr in ``<logs>/<unit name>.log``;
+* ``skip(unit)`` may return a reason not to start a unit (e.g. it would end past a deadline); ``ended(unit,
+  code, seconds)`` is told of each exit and its wall time. A failure is reported with its log and
+  does not stop the other units: the return value maps each unit to its exit code (``None``: skipped).
+
+Children that write one shared file must not interleave: :func:`append_line` appends a line under an exclusive
+``fcntl`` lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str  # also the log file's name: no "/"
+    argv: tuple[str, ...]  # the child's command line, without the interpreter
+    after: tuple[str, ...] = ()  # names of units that must have ended before this one starts
+
+
+def run_units(
+    units: list[Unit],
+    logs: Path,
+    jobs: int,
+    threads: int,
+    skip: Optional[Callable[[Unit], Optional[str]]] = None,
+    ended: Optional[Callable[[Unit, int, float], None]] = None,
+) -> dict[str, Optional[int]]:
+    """Run every unit (see the module doc); returns ``{name: exit code or None when skipped}``."""
+    logs.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    pending, codes = list(units), {}
+    known = {u.name for u in units}
+    changed = threading.Condition()
+
+    def next_unit() -> Optional[Unit]:
+        with changed:
+            while pending:
+                # a dependency outside the list (already done in an earlier invocation) does not hold a unit back
+                ready = [u for u in pending if all(a in codes or a not in known for a in u.after)]
+                if ready:
+                    pending.remove(ready[0])
+                    return ready[0]
+                changed.wait()
+            return None
+
+    def worker() -> None:
+        while (unit := next_unit()) is not None:
+            code: Optional[int] = None
+            reason = skip(unit) if skip else None
+            if reason:
+                print(f"skipped {unit.name}: {reason}", file=sys.stderr, flush=True)
+            else:
+                log, began = logs / f"{unit.name}.log", time.time()
+                with log.open("w") as out:
+                    code = subprocess.run([sys.executable, *unit.argv], env=env, stdout=out,
+                                          stderr=subprocess.STDOUT).returncode
+                if code:
+                    print(f"{unit.name}: failed (exit {code}); see {log}", file=sys.stderr, flush=True)
+                if ended:
+                    ended(unit, code, time.time() - began)
+            with changed:
+                codes[unit.name] = code
+                changed.notify_all()
+
+    workers = [threading.Thread(target=worker) for _ in range(max(1, jobs))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return codes
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to ``path`` under an exclusive lock, so lines written by parallel children never mix."""
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fh.write(line.rstrip("\n") + "\n")
+            fh.flush()
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def late(deadline: Optional[str], seconds: float) -> bool:
+    """Whether ``seconds`` from now is past ``deadline`` (HH:MM UTC, today)."""
+    if not deadline:
+        return False
+    now = datetime.now(timezone.utc)
+    hour, minute = (int(x) for x in deadline.split(":"))
+    return now + timedelta(seconds=seconds) > now.replace(hour=hour, minute=minute, second=0, microsecond=0)

@@ -1,0 +1,126 @@
+"""The ABSA benchmark's parallel path on fixture data, a tiny tagger and a tiny random teacher: units in child
+processes two at a time, one shared results file, the polarity scoring done once per setting and re-paid never."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS / "tasks" / "classify"))
+from fakes import tiny_llama, word_tokenizer  # noqa: E402
+from tiny_tagger import build_tiny_tagger_base  # noqa: E402
+
+SCRIPT = TESTS.parent / "benchmarks" / "absa.py"
+SENTENCES = [
+    ("the screen is great", [("screen", "positive")]),
+    ("the battery life was bad", [("battery life", "negative")]),
+    ("the keyboard is fine but the fan is noisy", [("keyboard", "neutral"), ("fan", "negative")]),
+    ("the price was good", [("price", "positive")]),
+    ("the trackpad is slow", [("trackpad", "negative")]),
+    ("it was great", []),
+]
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("absa_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def row(rid: str, sentence: str, pairs) -> dict:
+    aspects = []
+    for term, polarity in pairs:
+        start = sentence.index(term)
+        aspects.append({"from": start, "to": start + len(term), "target": term, "polarity": polarity})
+    return {"ID": rid, "sentence": sentence, "aspects": aspects}
+
+
+def write_data(root: Path) -> tuple[Path, Path]:
+    lap = root / "absa" / "lap"
+    lap.mkdir(parents=True)
+    for split, n in (("sample2", 4), ("dev", 6), ("test", 6), ("train", 6)):
+        rows = [row(f"{split}{i}", *SENTENCES[(i + n) % len(SENTENCES)]) for i in range(n)]
+        if split != "sample2":  # dev/test sentences must differ from the synthetic ones, which are dropped
+            rows = [r | {"sentence": r["sentence"] + " ."} for r in rows]
+            rows = [row(r["ID"], r["sentence"], [(a["target"], a["polarity"]) for a in r["aspects"]]) for r in rows]
+        (lap / f"{split}.json").write_text(json.dumps(rows))
+    ds2 = root / "ds2"
+    ds2.mkdir()
+    synthetic = []
+    for i, (sentence, pairs) in enumerate(SENTENCES * 2):
+        text = sentence + (" !" if i >= len(SENTENCES) else "")
+        published = row(f"sample2{i % 4}_paraphrase_one_{i}", text, pairs)
+        synthetic.append(published | {"label": [list(p) for p in pairs]})
+    (ds2 / "lap_all2_instance.json").write_text(json.dumps(synthetic))
+    return root / "absa", ds2
+
+
+def ledger_rows(folder: Path) -> int:
+    with sqlite3.connect(folder / "ledger.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+
+def test_units_run_in_parallel_processes_and_polarity_is_scored_once(tmp_path, monkeypatch):
+    absa_dir, ds2_dir = write_data(tmp_path)
+    monkeypatch.setenv("PROTEGE_ABSA_DIR", str(absa_dir))
+    monkeypatch.setenv("PROTEGE_DS2_DIR", str(ds2_dir))
+    student = build_tiny_tagger_base(tmp_path / "student")
+    teacher = tmp_path / "teacher"
+    tokenizer = word_tokenizer()
+    tiny_llama(len(tokenizer)).save_pretrained(teacher)
+    tokenizer.save_pretrained(teacher)
+    out, logs = tmp_path / "results", tmp_path / "logs"
+    argv = ["--settings", "lap:2", "--seeds", "0,1", "--variants", "seed,polarity", "--steps", "3",
+            "--dev-size", "4", "--student", str(student), "--teacher", str(teacher), "--out", str(out),
+            "--logs", str(logs), "--jobs", "2", "--threads", "1"]
+    bench = load_benchmark()
+    summary = bench.main(argv)
+
+    lines = (out / "absa-runs.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # two children appended: every line is one whole record
+    assert sorted(r["key"] for r in records) == ["lap:2:polarity:0", "lap:2:polarity:1", "lap:2:seed:0",
+                                                 "lap:2:seed:1"]
+    units = ["lap:2:seed:0", "lap:2:seed:1", "lap:2:polarity-scores", "lap:2:polarity:0", "lap:2:polarity:1"]
+    assert sorted(p.stem for p in logs.glob("*.log")) == sorted(units)
+    # Scored once, in its own unit; the polarity cells read the cache (12 rows, 12 aspects).
+    assert "scored 12/12 aspects" in (logs / "lap:2:polarity-scores.log").read_text()
+    for s in (0, 1):
+        assert "scored" not in (logs / f"lap:2:polarity:{s}.log").read_text()
+    polarity = [r for r in records if r["variant"] == "polarity"]
+    assert all(r["train_rows"] == 4 + 12 and 0 <= r["agreement_with_gpt35"] <= 1 for r in polarity)
+    rows = {r["variant"]: r for r in summary["rows"]}
+    assert set(rows) == {"seed", "polarity"} and sorted(rows["seed"]["seeds"]) == [0, 1]
+    for r in rows.values():
+        lo, point, hi = r["pair_f1"][1], r["pair_f1"][0], r["pair_f1"][2]
+        assert 0 <= lo <= point <= hi <= 1
+    assert json.loads((out / "absa.json").read_text())["rows"] == json.loads(json.dumps(summary["rows"]))
+
+    # A rerun skips every finished cell; scoring again (the cache removed) is answered by the ledger alone.
+    bench.main(argv)
+    assert (out / "absa-runs.jsonl").read_text().splitlines() == lines
+    ledger = out / "absa-ledger" / "lap-2"
+    paid = ledger_rows(ledger)
+    cache = bench.scores_path("lap", "2", argparse.Namespace(out=out, teacher=str(teacher)))
+    before = json.loads(cache.read_text())
+    cache.unlink()
+    bench.main(argv[:-4] + ["--only", "lap:2:polarity-scores", "--jobs", "1", "--threads", "1"])
+    assert ledger_rows(ledger) == paid
+    assert json.loads(cache.read_text())["distributions"] == before["distributions"]
+    # Past the deadline no unit starts.
+    bench.main([a if a != "0,1" else "2" for a in argv] + ["--deadline", "00:00"])
+    assert (out / "absa-runs.jsonl").read_text().splitlines() == lines
+
+
+def test_an_unknown_variant_is_an_error_naming_the_choices(capsys):
+    with pytest.raises(SystemExit):
+        load_benchmark().main(["--variants", "seed,nonsense", "--summarise-only"])
+    assert "choose from seed" in capsys.readouterr().err
