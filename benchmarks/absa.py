@@ -18,12 +18,13 @@ and seed + those rows against the seed alone.
 
 Units of work: one tagger (``dataset:pct:variant:seed``), a setting's polarity scoring
 (``dataset:pct:polarity-scores``: the ~10k synthetic aspects of a file scored once per setting, not per seed,
-through the setting's own ledger under ``<out>/absa-ledger/``, and cached there; its polarity cells wait for
-it), and ``live:N``. ``--jobs`` (2) units run at once, each in its own process at ``--threads`` (1) torch
-threads (``benchmarks/processes.py``), in the order of ``--settings``, then ``--variants``, then ``--seeds``;
-``--deadline HH:MM`` starts no unit that the mean wall time of its kind says would end later. Each tagger
-appends one JSON line (under a file lock) to ``<out>/absa-runs.jsonl`` (a re-run skips what is there); the
-parent summarises them into ``<out>/absa.json``; child logs go to ``--logs``.
+through the setting's own ledger under ``<out>/absa-ledger/``, and cached there; it runs first in its setting,
+beside the other taggers, and the setting's polarity cells wait for it), and ``live:N``. ``--jobs`` (2) units
+run at once, each in its own process at ``--threads`` (1) torch threads (``benchmarks/processes.py``), in the
+order of ``--settings``, then ``--variants``, then ``--seeds``; ``--deadline HH:MM`` starts no unit that the
+mean wall time of its kind says would end later. Each tagger appends one JSON line (under a file lock) to
+``<out>/absa-runs.jsonl`` (a re-run skips what is there); the parent summarises them into ``<out>/absa.json``;
+child logs go to ``--logs``.
 
     python benchmarks/absa.py --settings lap:2 --seeds 1,2 --jobs 2 --threads 1 --deadline 09:00
     python benchmarks/absa.py --summarise-only
@@ -274,7 +275,8 @@ def live(n: int, args, log: Path) -> None:
         record["note"] = "no usable live row: the tagger would be the seed alone"
     else:
         lap = Setting("lap", "2", args)
-        fitted = fit_tagger(tagger_config(args), training_set(seed, rows, args.weight), SCHEME, dev=lap.dev, seed=0)
+        train = training_set(seed, rows, args.weight)
+        fitted = fit_tagger(tagger_config(args), train, SCHEME, dev=lap.dev, seed=0)
         pred = predict_aspects(fitted.model, fitted.tokenizer, SCHEME, lap.test)
         record["pair"] = pair_scores(labels_of(lap.test), pred).as_dict()
         record["aspect"] = aspect_scores(labels_of(lap.test), pred).as_dict()
@@ -359,17 +361,17 @@ def summarise(log: Path) -> dict:
 
 def units(args, done: set) -> list[str]:
     """What is left to run, most valuable first: settings in ``--settings`` order, within one variants in
-    ``--variants`` order and seeds in ``--seeds`` order; a setting's polarity scoring just before its first
-    polarity cell; the live synthesis last."""
+    ``--variants`` order and seeds in ``--seeds`` order; the live synthesis last. A setting's polarity scoring
+    (its longest unit) comes first in the setting, so it runs beside the setting's other taggers and its
+    polarity cells (which wait for it) are not left for the end."""
     todo = []
     for setting in args.settings.split(","):
         dataset, pct = setting.split(":")
-        for variant in args.variants:
-            cells = [f"{dataset}:{pct}:{variant}:{s}" for s in args.seeds]
-            cells = [c for c in cells if c not in done]
-            if variant == "polarity" and cells and not scores_path(dataset, pct, args).exists():
-                todo.append(f"{dataset}:{pct}:polarity-scores")
-            todo += cells
+        cells = [f"{dataset}:{pct}:{v}:{s}" for v in args.variants for s in args.seeds]
+        cells = [c for c in cells if c not in done]
+        if any(scores_first(c) for c in cells) and not scores_path(dataset, pct, args).exists():
+            todo.append(f"{dataset}:{pct}:polarity-scores")
+        todo += cells
     if args.live and f"live-train:{args.live}" not in done:
         todo.append(f"live:{args.live}")
     return todo
@@ -400,12 +402,30 @@ def scores_first(unit: str) -> tuple[str, ...]:
 
 def run_all(todo: list[str], argv: list[str], args, log: Path) -> None:
     """Every unit, ``--jobs`` at a time (each its own ``--only`` process at ``--threads`` threads when
-    ``--jobs`` > 1); none starts that the mean wall time of its kind so far says would end past ``--deadline``."""
+    ``--jobs`` > 1); none starts that the mean wall time of its kind so far says would end past
+    ``--deadline``."""
     walls: dict[str, list[float]] = {}
+    live_rate = []  # seconds per live prompt, as recorded
+    # Before this invocation has timed a kind: the last recorded taggers of that variant, the live rate.
+    for line in log.read_text().splitlines() if log.exists() else []:
+        record = json.loads(line)
+        if record.get("variant") in VARIANTS and record.get("seconds"):
+            walls.setdefault(f"recorded {record['variant']}", []).append(record["seconds"])
+        elif record["key"].startswith("live:"):
+            live_rate.append(record["generation_seconds"] / max(1, record["prompts"]))
 
     def predicted(unit: str) -> float:
-        same = walls.get(kind(unit)) or [w for k, ws in walls.items() if k in VARIANTS for w in ws]
-        return float(np.mean(same)) if same else 0.0
+        same = walls.get(kind(unit)) or walls.get(f"recorded {kind(unit)}", [])[-3:]
+        cells = [w for k, ws in walls.items() if k in VARIANTS for w in ws]
+        tagger = float(np.mean(same or cells)) if same or cells else 0.0
+        parts = unit.split(":")
+        if kind(unit) == "live" and not same and live_rate:
+            return live_rate[-1] * int(parts[1]) + tagger
+        scored = [json.loads(f.read_text()) for f in (args.out / "absa-ledger").glob("polarity-*.json")]
+        if kind(unit) == "polarity-scores" and scored:  # per aspect, from the settings already scored
+            rate = sum(c["seconds"] for c in scored) / max(1, sum(c["aspects"] for c in scored))
+            return rate * sum(len(e.aspects) for e in Setting(parts[0], parts[1], args).normalised())
+        return tagger
 
     def skip(unit: Unit) -> Optional[str]:
         parts = unit.name.split(":")

@@ -55,7 +55,7 @@ def run_units(
     def next_unit() -> Optional[Unit]:
         with changed:
             while pending:
-                # a dependency outside the list (already done in an earlier invocation) does not hold a unit back
+                # a dependency outside the list (done by an earlier invocation) holds nothing back
                 ready = [u for u in pending if all(a in codes or a not in known for a in u.after)]
                 if ready:
                     pending.remove(ready[0])

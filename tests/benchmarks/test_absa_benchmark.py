@@ -51,7 +51,8 @@ def write_data(root: Path) -> tuple[Path, Path]:
         rows = [row(f"{split}{i}", *SENTENCES[(i + n) % len(SENTENCES)]) for i in range(n)]
         if split != "sample2":  # dev/test sentences must differ from the synthetic ones, which are dropped
             rows = [r | {"sentence": r["sentence"] + " ."} for r in rows]
-            rows = [row(r["ID"], r["sentence"], [(a["target"], a["polarity"]) for a in r["aspects"]]) for r in rows]
+            rows = [row(r["ID"], r["sentence"], [(a["target"], a["polarity"]) for a in r["aspects"]])
+                    for r in rows]
         (lap / f"{split}.json").write_text(json.dumps(rows))
     ds2 = root / "ds2"
     ds2.mkdir()
