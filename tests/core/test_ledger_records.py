@@ -61,6 +61,41 @@ def test_repeated_requests_are_answered_from_the_ledger(tmp_path):
     assert (again.stats.hits, again.stats.misses) == (2, 1)
 
 
+class BatchRecorder(CountingTeacher):
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def score(self, prompts, continuations):
+        self.batches.append(list(prompts))
+        return super().score(prompts, continuations)
+
+    def topk_logprobs(self, prompts, completions, k):
+        self.batches.append([p + c for p, c in zip(prompts, completions)])
+        return super().topk_logprobs(prompts, completions, k)
+
+    def generate(self, prompts, params):
+        self.batches.append(list(prompts))
+        return super().generate(prompts, params)
+
+
+def test_scoring_is_batched_by_length_and_answered_in_the_callers_order(tmp_path):
+    """Similar lengths share a batch (little padding); generation keeps the caller's order (seeded samples
+    depend on their batch)."""
+    inner = BatchRecorder()
+    teacher = LedgeredTeacher(inner, Ledger(tmp_path / "l.sqlite"), batch_size=2)
+    prompts = ["cccc", "a", "dddddd", "bb", [{"role": "user", "content": "eee"}]]
+    got = teacher.score(prompts, [["x"]] * 5)
+    assert inner.batches == [["a", "bb"], [[{"role": "user", "content": "eee"}], "cccc"], ["dddddd"]]
+    assert got == [[-5.0], [-2.0], [-7.0], [-3.0], [-2.0]]  # the fake scores a chat by its message count
+    inner.batches.clear()
+    teacher.topk_logprobs(["pp", "p", "ppp"], ["cc", "c", "cccc"], k=2)
+    assert inner.batches == [["pc", "ppcc"], ["pppcccc"]]
+    inner.batches.clear()
+    teacher.generate(["long prompt", "s"], SamplingParams(n=1, temperature=0.7, seed=0))
+    assert inner.batches == [["long prompt", "s"]]
+
+
 def test_generate_and_topk_round_trip_through_the_ledger(tmp_path):
     inner = CountingTeacher()
     teacher = LedgeredTeacher(inner, Ledger(tmp_path / "l.sqlite"), prices=Prices(1e6, 2e6))

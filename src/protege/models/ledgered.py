@@ -6,11 +6,12 @@ for every backend. It passes nothing else through: a stage that needs the weight
 
 Guarantees (see :mod:`protege.core.ledger` for what the file itself keeps):
 
-* Requests are sent ``batch_size`` at a time. Each answer is committed to the ledger in its own transaction the
-  moment the backend hands it over: a backend with ``streams_answers = True`` (the OpenAI-compatible one) hands
-  each answer over as its request completes, through the ``on_answer`` callback of its methods; any other
-  backend hands over a batch when it returns it. So when a request fails, or the process is killed, every
-  answer already received is kept, and a re-run pays only for requests that were in flight.
+* Requests are sent ``batch_size`` at a time (scoring and top-k requests shortest first). Each answer is
+  committed to the ledger in its own transaction the moment the backend hands it over: a backend with
+  ``streams_answers = True`` (the OpenAI-compatible one) hands each answer over as its request completes, through
+  the ``on_answer`` callback of its methods; any other backend hands over a batch when it returns it. So when a
+  request fails, or the process is killed, every answer already received is kept, and a re-run pays only for
+  requests that were in flight.
 * Every request's tokens are counted: generations report their own; a scoring request counts the prompt and
   candidate tokens as the backend reads them (its own tokenizer where it has one, else
   :func:`~protege.models.base.estimate_tokens`); top-k requests count their sequence. Cost is
@@ -29,7 +30,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from protege.core.ledger import CallRecord, Ledger, call_key
 from protege.models.base import (BackendError, Generation, Prompt, SamplingParams, Teacher, TopK, estimate_tokens,
-                                 prompt_text)
+                                 is_token_ids, prompt_text)
 
 Keep = Callable[[int, Any], None]  # (position in the batch, the backend's answer)
 
@@ -43,6 +44,13 @@ class Prices:
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million) / 1e6
+
+
+def _size(item: Any) -> int:
+    """A request's (prompt, continuation(s)) length in characters or token ids: the order requests are sent in."""
+    prompt, rest = item
+    size = len(prompt) if is_token_ids(prompt) else len(prompt_text(prompt))
+    return size + (len(rest) if isinstance(rest, str) or is_token_ids(rest) else 0)  # a score's labels: 0
 
 
 @dataclass
@@ -64,6 +72,10 @@ class _Method:
     send: Callable[[list, Optional[Keep]], list]  # (items, on_answer or None) -> answers
     encode: Callable[[Any], Any]
     tokens: Callable[[Any, Any], tuple[int, int]]  # (item, answer) -> (prompt tokens, completion tokens)
+    # Requests whose answers do not depend on what they are batched with are sent shortest first, so a batch
+    # holds similar lengths and pads little (the sentiment sets in their own order pad batches of 8 by 5-25 %).
+    # Generation keeps the caller's order: a seeded sample depends on its batch.
+    length: Optional[Callable[[Any], int]] = None
 
 
 class LedgeredTeacher:
@@ -137,12 +149,12 @@ class LedgeredTeacher:
             "score": lambda: _Method(
                 "score", {},
                 lambda items, keep: ask(teacher.score, [i[0] for i in items], [i[1] for i in items], on_answer=keep),
-                list, self._score_tokens),
+                list, self._score_tokens, _size),
             "topk_logprobs": lambda k: _Method(
                 "topk_logprobs", {"k": k},
                 lambda items, keep: ask(teacher.topk_logprobs, [i[0] for i in items], [i[1] for i in items], k,
                                         on_answer=keep),
-                asdict, lambda _item, t: (len(t.token_ids), 0)),
+                asdict, lambda _item, t: (len(t.token_ids), 0), _size),
         }
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Generation]]:
@@ -231,6 +243,8 @@ class LedgeredTeacher:
             if key not in found:
                 first.setdefault(key, i)
         todo = list(first.values())
+        if method.length is not None:
+            todo.sort(key=lambda i: method.length(items[i]))
         answers = self._send(method, [items[i] for i in todo], [keys[i] for i in todo], "answer")
         found.update({keys[i]: a for i, a in zip(todo, answers)})
         return [found[k] for k in keys]
