@@ -349,7 +349,7 @@ def summarise(log: Path) -> dict:
                 "seed_pct": pct,
                 "variant": variant,
                 "seeds": [r["training_seed"] for r in rs],
-                "train_rows": rs[0]["train_rows"],
+                "train_rows": sorted({r["train_rows"] for r in rs}),  # differ only where a cell came --from-run
                 "pair_f1": pair,
                 "aspect_f1": aspect,
                 "pair_f1_per_seed": [r["pair"]["f1"] for r in rs],
@@ -375,7 +375,8 @@ def table(summary: dict) -> str:
     for r in rows:
         pair, aspect = r["pair_f1"], r["aspect_f1"]
         per_seed = ", ".join(f"{s}: {f:.3f}" for s, f in sorted(zip(r["seeds"], r["pair_f1_per_seed"])))
-        lines.append(f"| {r['dataset']} {r['seed_pct']} % | {LABELS[r['variant']]} | {r['train_rows']} | "
+        rows_ = " / ".join(f"{n:,}" for n in r["train_rows"])
+        lines.append(f"| {r['dataset']} {r['seed_pct']} % | {LABELS[r['variant']]} | {rows_} | "
                      f"{len(r['seeds'])} | {pair[0]:.3f} [{pair[1]:.3f}, {pair[2]:.3f}] | "
                      f"{aspect[0]:.3f} [{aspect[1]:.3f}, {aspect[2]:.3f}] | {per_seed} |")
     return "\n".join(lines) + "\n"
