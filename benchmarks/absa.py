@@ -22,8 +22,9 @@ through the setting's own ledger under ``<out>/absa-ledger/``, and cached there;
 beside the other taggers, and the setting's polarity cells wait for it), and ``live:N``. ``--jobs`` (2) units
 run at once, each in its own process at ``--threads`` (1) torch threads (``benchmarks/processes.py``), in the
 order of ``--settings``, then ``--variants``, then ``--seeds``; ``--deadline HH:MM`` starts no unit that the
-mean wall time of its kind says would end later. Each tagger appends one JSON line (under a file lock) to
-``<out>/absa-runs.jsonl`` (a re-run skips what is there); the parent summarises them into ``<out>/absa.json``;
+mean wall time of its kind in this invocation (before any: ``--guess-minutes`` per tagger) says would end
+later. Each tagger appends one JSON line (under a file lock) to ``<out>/absa-runs.jsonl`` (a re-run skips what
+is there); the parent summarises them into ``<out>/absa.json`` and ``absa-table.md``;
 child logs go to ``--logs``.
 
     python benchmarks/absa.py --settings lap:2 --seeds 1,2 --jobs 2 --threads 1 --deadline 09:00
@@ -425,22 +426,18 @@ def scores_first(unit: str) -> tuple[str, ...]:
 
 def run_all(todo: list[str], argv: list[str], args, log: Path) -> None:
     """Every unit, ``--jobs`` at a time (each its own ``--only`` process at ``--threads`` threads when
-    ``--jobs`` > 1); none starts that the mean wall time of its kind so far says would end past
-    ``--deadline``."""
+    ``--jobs`` > 1); none starts that its predicted wall time says would end past ``--deadline``."""
     walls: dict[str, list[float]] = {}
-    live_rate = []  # seconds per live prompt, as recorded
-    # Before this invocation has timed a kind: the last recorded taggers of that variant, the live rate.
-    for line in log.read_text().splitlines() if log.exists() else []:
-        record = json.loads(line)
-        if record.get("variant") in VARIANTS and record.get("seconds"):
-            walls.setdefault(f"recorded {record['variant']}", []).append(record["seconds"])
-        elif record["key"].startswith("live:"):
-            live_rate.append(record["generation_seconds"] / max(1, record["prompts"]))
+    # The live rate as recorded (a conservative guess: the first live run was on a loaded machine); tagger
+    # times recorded by earlier invocations are not used (they may come from another load).
+    live_rate = [r["generation_seconds"] / max(1, r["prompts"]) for r in
+                 (json.loads(line) for line in (log.read_text().splitlines() if log.exists() else []))
+                 if r["key"].startswith("live:")]
 
     def predicted(unit: str) -> float:
-        same = walls.get(kind(unit)) or walls.get(f"recorded {kind(unit)}", [])[-3:]
+        same = walls.get(kind(unit))
         cells = [w for k, ws in walls.items() if k in VARIANTS for w in ws]
-        tagger = float(np.mean(same or cells)) if same or cells else 0.0
+        tagger = float(np.mean(same or cells)) if same or cells else 60 * args.guess_minutes
         parts = unit.split(":")
         if kind(unit) == "live" and not same and live_rate:
             return live_rate[-1] * int(parts[1]) + tagger
@@ -448,7 +445,7 @@ def run_all(todo: list[str], argv: list[str], args, log: Path) -> None:
         if kind(unit) == "polarity-scores" and scored:  # per aspect, from the settings already scored
             rate = sum(c["seconds"] for c in scored) / max(1, sum(c["aspects"] for c in scored))
             return rate * sum(len(e.aspects) for e in Setting(parts[0], parts[1], args).normalised())
-        return tagger
+        return tagger * (2 if kind(unit) == "refined" and not same else 1)  # refined trains twice
 
     def skip(unit: Unit) -> Optional[str]:
         parts = unit.name.split(":")
@@ -497,7 +494,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     "--threads threads (two at one thread each keep a 2-core machine busy without "
                     "oversubscribing it)")
     ap.add_argument("--deadline", default=None, help="HH:MM (UTC): start no unit predicted to end later (the "
-                    "mean wall time of finished units of its kind); a rerun resumes")
+                    "mean wall time of this invocation's finished units of its kind); a rerun resumes")
+    ap.add_argument("--guess-minutes", type=float, default=2.0, help="--deadline's prediction for a tagger "
+                    "before this invocation has finished one")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder (runs, summary, teacher ledgers)")
     ap.add_argument("--logs", type=Path, default=Path("/tmp/protege-absa"), help="one log per child process")
     ap.add_argument("--only", default=None, help=argparse.SUPPRESS)  # a child's unit; no summary
