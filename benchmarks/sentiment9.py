@@ -68,18 +68,19 @@ OUT = HERE / "results" / "sentiment9"
 TEACHER = "smollm2-135m-instruct"
 MAX_CHARS = 300
 ANSWER = " Answer with one word."
-# set -> (source, instruction); {labels} lists the label words.
+# set -> (source, instruction); {labels} lists the label words. Longest texts first: with --jobs, the slow sets
+# start first and the short ones fill the gaps at the end.
 SETS: dict[str, tuple[str, str]] = {
-    "sst2": ("sst2", "Classify the sentiment of this movie review phrase as one of: {labels}." + ANSWER),
     "fin": ("sentiment-fin", "Classify the sentiment of this financial news sentence as one of: {labels}." + ANSWER),
-    "poem": ("sentiment-poem", "Classify the sentiment of this line of poetry as one of: {labels}." + ANSWER),
-    "tweet-emo": ("sentiment-tweet-emo", "Which emotion does this tweet express? One of: {labels}." + ANSWER),
-    "emocontext": ("sentiment-emocontext", "Which emotion does the writer of this chat message express? One of: "
-                   "{labels} (others: none of these)." + ANSWER),
     "laptop": ("sentiment-laptop", "Classify the sentiment expressed about the aspect in this laptop review "
                "sentence as one of: {labels}." + ANSWER),
     "rest": ("sentiment-rest", "Classify the sentiment expressed about the aspect in this restaurant review "
              "sentence as one of: {labels}." + ANSWER),
+    "tweet-emo": ("sentiment-tweet-emo", "Which emotion does this tweet express? One of: {labels}." + ANSWER),
+    "emocontext": ("sentiment-emocontext", "Which emotion does the writer of this chat message express? One of: "
+                   "{labels} (others: none of these)." + ANSWER),
+    "sst2": ("sst2", "Classify the sentiment of this movie review phrase as one of: {labels}." + ANSWER),
+    "poem": ("sentiment-poem", "Classify the sentiment of this line of poetry as one of: {labels}." + ANSWER),
 }
 METHODS = {"zero_shot": "teacher zero-shot", "icl": "teacher ICL (4 shots)",
            "feedback": "teacher feedback ICL (2 wrong first)"}
@@ -111,9 +112,11 @@ def sizes(name: str, args: argparse.Namespace) -> dict[str, int]:
 
 def recipe(name: str, args: argparse.Namespace, targets: str) -> dict[str, Any]:
     source, instruction = SETS[name]
-    loop = {"epochs": args.epochs, "lr": 2e-4, "micro_batch_size": 32, "schedule": "linear", "warmup_steps": 10,
+    # Batches of 16 and patience 5: at 300 pool texts, batches of 32 gave 63 steps and the students sat on the
+    # majority class when early stopping (patience 3) ended them at step 40; same compute, twice the updates.
+    loop = {"epochs": args.epochs, "lr": 2e-4, "micro_batch_size": 16, "schedule": "linear", "warmup_steps": 10,
             "weight_decay": 0.01, "eval_every": 10, "early_stopping": {"metric": "dev_accuracy", "mode": "max",
-                                                                        "patience": 3}}
+                                                                        "patience": 5}}
     budget = sizes(name, args)
     return {
         "name": f"sentiment9-{name}", "family": "classification", "run_dir": str(args.runs / name), "seed": 0,
