@@ -349,6 +349,7 @@ def summarise(log: Path) -> dict:
                 "seed_pct": pct,
                 "variant": variant,
                 "seeds": [r["training_seed"] for r in rs],
+                "train_rows": sorted({r["train_rows"] for r in rs}),  # differ only where a cell came --from-run
                 "pair_f1": pair,
                 "aspect_f1": aspect,
                 "pair_f1_per_seed": [r["pair"]["f1"] for r in rs],
@@ -357,6 +358,28 @@ def summarise(log: Path) -> dict:
             }
         )
     return out
+
+
+LABELS = {"seed": "seed alone", "raw": "+ raw GPT-3.5 rows (verbatim terms only)", "normalised": "+ normalised rows",
+          "refined": "+ refined rows (1 noisy self-training round)",
+          "polarity": "+ normalised rows, polarities scored by SmolLM2-135M (soft)", "full": "full training split (ceiling)"}
+
+
+def table(summary: dict) -> str:
+    """The markdown table of ``summarise``: one line per (setting, variant), settings and variants in order."""
+    lines = ["| setting | tagger trained on | train rows | seeds | pair F1 [95 % CI] | aspect F1 [95 % CI] | "
+             "pair F1 per seed |", "|---|---|---|---|---|---|---|"]
+    order = list(FILES)
+    rows = sorted(summary["rows"], key=lambda r: (order.index((r["dataset"], r["seed_pct"])),
+                                                   list(LABELS).index(r["variant"])))
+    for r in rows:
+        pair, aspect = r["pair_f1"], r["aspect_f1"]
+        per_seed = ", ".join(f"{s}: {f:.3f}" for s, f in sorted(zip(r["seeds"], r["pair_f1_per_seed"])))
+        rows_ = " / ".join(f"{n:,}" for n in r["train_rows"])
+        lines.append(f"| {r['dataset']} {r['seed_pct']} % | {LABELS[r['variant']]} | {rows_} | "
+                     f"{len(r['seeds'])} | {pair[0]:.3f} [{pair[1]:.3f}, {pair[2]:.3f}] | "
+                     f"{aspect[0]:.3f} [{aspect[1]:.3f}, {aspect[2]:.3f}] | {per_seed} |")
+    return "\n".join(lines) + "\n"
 
 
 def units(args, done: set) -> list[str]:
@@ -506,6 +529,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         run_all(units(args, done), argv, args, log)
     summary = summarise(log) if log.exists() else {"rows": []}
     (args.out / "absa.json").write_text(json.dumps(summary, indent=2))
+    (args.out / "absa-table.md").write_text(table(summary))
     return summary
 
 

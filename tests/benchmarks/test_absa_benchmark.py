@@ -104,6 +104,9 @@ def test_units_run_in_parallel_processes_and_polarity_is_scored_once(tmp_path, m
         lo, point, hi = r["pair_f1"][1], r["pair_f1"][0], r["pair_f1"][2]
         assert 0 <= lo <= point <= hi <= 1
     assert json.loads((out / "absa.json").read_text())["rows"] == json.loads(json.dumps(summary["rows"]))
+    table = (out / "absa-table.md").read_text().splitlines()
+    assert table[2].startswith("| lap 2 % | seed alone | 4 | 2 |") and "| 0: " in table[2]
+    assert table[3].startswith("| lap 2 % | + normalised rows, polarities scored")
 
     # A rerun skips every finished cell; scoring again (the cache removed) is answered by the ledger alone.
     bench.main(argv)
