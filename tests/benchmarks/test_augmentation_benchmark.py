@@ -1,5 +1,6 @@
-"""The augmentation benchmark's recipes validate, its cell list parses, and its table and crossover plot are
-built from raw rows (the runs themselves need the real models: see benchmarks/README.md)."""
+"""The augmentation benchmark's recipes validate, its cell list parses, its units (one child process per arm or
+cell) wait for their base and skip finished rows, and its table and crossover plot are built from raw rows (the
+runs themselves need the real models: see benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,40 @@ def test_cells_parse_and_refuse_unknown_names():
         ("sst2", 50, 1.0, "answer_aug"), ("sentiment-laptop", 100, 3.0, "new")]
     with pytest.raises(SystemExit, match="strategy one of"):
         bench.parse_cells("sst2:50:1:paraphrase")
+    assert bench.parse_cells("sst2:50:3:none") == [("sst2", 50, 0.0, "none")]  # the base alone, whatever R
+
+
+def _plan(argv, done=()):
+    args = bench.parse(argv)
+    return {u.name: (u.argv[1:], u.after) for u in bench.units(args, argv, set(done))}
+
+
+def test_grid_units_wait_for_their_base_and_skip_finished_cells():
+    argv = ["grid", "--cells", "sst2:50:1:new,sst2:50:3:rephrase,bbc-news:50:1:new", "--quick"]
+    child = ("--jobs", "1", "--child")
+    plan = _plan(argv, done={"sst2:50:0:quick:1:new"})
+    assert plan == {
+        "grid-sst2-50-none": ((*argv, "--cells", "sst2:50:0:none", *child), ()),
+        "grid-sst2-50-R3-rephrase": ((*argv, "--cells", "sst2:50:3:rephrase", *child), ("grid-sst2-50-none",)),
+        "grid-bbc-news-50-none": ((*argv, "--cells", "bbc-news:50:0:none", *child), ()),
+        "grid-bbc-news-50-R1-new": ((*argv, "--cells", "bbc-news:50:1:new", *child), ("grid-bbc-news-50-none",))}
+    assert list(plan) == ["grid-sst2-50-none", "grid-sst2-50-R3-rephrase", "grid-bbc-news-50-none",
+                          "grid-bbc-news-50-R1-new"]  # each base can run beside the other
+    # A child runs exactly its unit: the options it appends override the parent's.
+    child_args = bench.parse(list(plan["grid-sst2-50-R3-rephrase"][0]))
+    assert bench.grid_cells(child_args) == [("sst2", 50, 3.0, "rephrase")] and child_args.jobs == 1
+    finished = {"sst2:50:0:quick:none", "sst2:50:0:quick:3:rephrase", "sst2:50:0:quick:1:new"}
+    assert list(_plan(argv, finished)) == ["grid-bbc-news-50-none", "grid-bbc-news-50-R1-new"]
+
+
+def test_compare_units_open_with_the_none_arm_which_makes_the_base():
+    argv = ["compare", "--datasets", "sst2", "bbc-news", "--arms", "report", "--budget", "40"]
+    plan = _plan(argv, done={"bbc-news:100:0:d80-n250:report:40"})
+    assert list(plan) == ["compare-sst2-100-none", "compare-sst2-100-report"]
+    assert plan["compare-sst2-100-report"][1] == ("compare-sst2-100-none",)
+    child_args = bench.parse(list(plan["compare-sst2-100-report"][0]))
+    assert (child_args.datasets, child_args.arms, child_args.budget) == (["sst2"], ["report"], 40)
+    assert _plan(argv, done={"sst2:100:0:d80-n250:report:40", "bbc-news:100:0:d80-n250:report:40"}) == {}
 
 
 def test_table_pairs_arms_on_the_same_test_texts_and_draws_the_crossover(tmp_path):
