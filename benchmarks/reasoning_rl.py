@@ -380,7 +380,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--runs", type=Path, default=None, help="run directories (default runs/reasoning-rl)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     parser.add_argument("--quick", action="store_true", help="tiny random llamas: a smoke run")
-    add_options(parser, Path("/tmp/protege-reasoning-rl"), "arm: (arm, seed) runs")  # speed: --threads per child
+    add_options(parser, Path("/tmp/protege-reasoning-rl"), "arm: (arm, seed) pairs")  # speed: --threads per child
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--setup", help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
