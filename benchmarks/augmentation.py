@@ -80,15 +80,20 @@ def _sizes(args: argparse.Namespace) -> str:
     return "quick" if args.quick else f"d{args.dev_size}-n{args.test_size}"
 
 
-def base_run(args: argparse.Namespace, dataset: str, seed_size: int) -> tuple[Path, dict]:
+def base_run(args: argparse.Namespace, dataset: str, seed_size: int, opens: bool = True) -> tuple[Path, dict]:
+    """The base run's folder and recipe, the run made (or resumed) first unless this process is a child that
+    does not open its (dataset, seed size): that one starts after the opener (its ``none`` unit) has made the
+    base, and must not run the base's recipe again, since a run holds its directory's lock while it resumes
+    (a sibling child would be refused) and sibling children copy the directory."""
     from protege.pipeline.recipe import parse_recipe
     from protege.pipeline.runner import run_recipe
 
     folder = args.runs / f"{dataset}-s{seed_size}-t{args.seed}-{_sizes(args)}"
     recipe = base_recipe(dataset, seed_size, args.seed, folder / "base", args.quick, args.dev_size, args.test_size)
-    began = time.perf_counter()
-    run_recipe(parse_recipe(recipe))  # resumes: a finished base costs nothing
-    print(f"base {folder.name}: {time.perf_counter() - began:.0f} s")
+    if opens or not args.child:
+        began = time.perf_counter()
+        run_recipe(parse_recipe(recipe))  # resumes: a finished base costs nothing
+        print(f"base {folder.name}: {time.perf_counter() - began:.0f} s")
     return folder, recipe
 
 
@@ -157,7 +162,7 @@ def compare_cmd(args: argparse.Namespace) -> None:
     out = rows_path(args)
     done = _done(out)
     for dataset in args.datasets:
-        folder, recipe = base_run(args, dataset, args.seed_size)
+        folder, recipe = base_run(args, dataset, args.seed_size, opens="none" in args.arms)
         arms = {"none": None}
         for prompt in ("one_error", "report"):
             arms[prompt] = {"prompt": prompt, "mine": "dev", "max_rounds": 2, "max_errors": args.budget // 4,
@@ -199,7 +204,7 @@ def grid_cmd(args: argparse.Namespace) -> None:
     out = rows_path(args)
     done = _done(out)
     for dataset, size, ratio, strategy in grid_cells(args):
-        folder, recipe = base_run(args, dataset, size)
+        folder, recipe = base_run(args, dataset, size, opens=strategy == "none")
         base_key = grid_key(args, dataset, size, 0, "none")
         if base_key not in done:
             _append(out, {"key": base_key, "dataset": dataset, "seed_size": size, "seed": args.seed, "ratio": 0,

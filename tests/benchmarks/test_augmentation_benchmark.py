@@ -86,3 +86,19 @@ def test_table_pairs_arms_on_the_same_test_texts_and_draws_the_crossover(tmp_pat
     assert by[(3, "new")]["vs_none"]["difference"] == 0 and by[(0, "none")]["vs_none"] is None
     assert "| sst2 | 50 | 1 | rephrase | 50 (50 gen + 0 scored) | 40 |" in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "crossover.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("cell, makes_base", [("sst2:50:0:none", True), ("sst2:50:1:new", False)])
+def test_only_the_opening_child_runs_the_base_recipe(cell, makes_base, tmp_path, monkeypatch):
+    """A sibling child must not resume the shared base: the run would hold its lock while others copy it."""
+    import protege.pipeline.runner as runner
+
+    made, cells = [], []
+    monkeypatch.setattr(runner, "run_recipe", lambda recipe: made.append(recipe.run_dir))
+    monkeypatch.setattr(bench, "run_cell", lambda folder, recipe, name, augment: cells.append(name) or {"cell": name})
+    (tmp_path / "grid.jsonl").write_text(json.dumps({"key": "sst2:50:0:d80-n250:none"}) + "\n")
+    parent = ["grid", "--cells", "sst2:50:1:new", "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]
+    bench.grid_cmd(bench.parse([*parent, "--cells", cell, "--jobs", "1", "--child"]))
+    assert len(made) == makes_base and cells == ([] if makes_base else ["R1-new"])
+    bench.grid_cmd(bench.parse([*parent, "--jobs", "1"]))  # in process: every loop resumes its base, as before
+    assert len(made) == makes_base + 1
