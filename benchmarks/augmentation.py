@@ -14,9 +14,14 @@ test correctness is kept so arms can be compared pairwise. Budgets are in call u
     python benchmarks/augmentation.py table        # summary.json, summary.md and crossover.png from the raw rows
     python benchmarks/augmentation.py grid --quick --cells sst2:20:1:new   # tiny sizes (smoke run, real models)
 
-Raw rows: ``results/augmentation/compare.jsonl`` and ``grid.jsonl`` (one line per cell; a cell already there is
-skipped, so an interrupted run resumes). Intervals: Wilson 95 % on test accuracy per cell; paired bootstrap
-(same test texts) for differences between arms.
+Units: one per ``compare`` arm (``--arms``) and per ``grid`` cell, ``--jobs`` (2) at a time, each in its own
+process at ``--threads`` (1) torch threads (``benchmarks/processes.py``; logs in ``--logs``); ``--jobs 1`` runs
+them one after another in this process. A (dataset, seed size)'s ``none`` unit (the compare arm, the grid cell
+``dataset:size:0:none``) makes the base run and its other units wait for it.
+
+Raw rows: ``results/augmentation/compare.jsonl`` and ``grid.jsonl`` (one line per cell, appended under a lock;
+a cell already there is skipped, so an interrupted run resumes). Intervals: Wilson 95 % on test accuracy per
+cell; paired bootstrap (same test texts) for differences between arms.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,8 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from processes import Unit, add_options, after_first, append_line, child, run_children  # noqa: E402
 OUT = HERE / "results" / "augmentation"
 DATASETS = {
     "sst2": (["negative", "positive"],
@@ -43,6 +51,7 @@ DATASETS = {
 }
 VERBALIZERS = {"sports": ["sport", "Sport", "sports", "Sports"]}
 STRATEGIES = ("answer_aug", "rephrase", "new")
+ARMS = ("none", "one_error", "report")
 
 
 def base_recipe(dataset: str, seed_size: int, seed: int, run_dir: Path, quick: bool, dev: int = 80,
@@ -71,15 +80,20 @@ def _sizes(args: argparse.Namespace) -> str:
     return "quick" if args.quick else f"d{args.dev_size}-n{args.test_size}"
 
 
-def base_run(args: argparse.Namespace, dataset: str, seed_size: int) -> tuple[Path, dict]:
+def base_run(args: argparse.Namespace, dataset: str, seed_size: int, opens: bool = True) -> tuple[Path, dict]:
+    """The base run's folder and recipe, the run made (or resumed) first unless this process is a child that
+    does not open its (dataset, seed size): that one starts after the opener (its ``none`` unit) has made the
+    base, and must not run the base's recipe again, since a run holds its directory's lock while it resumes
+    (a sibling child would be refused) and sibling children copy the directory."""
     from protege.pipeline.recipe import parse_recipe
     from protege.pipeline.runner import run_recipe
 
     folder = args.runs / f"{dataset}-s{seed_size}-t{args.seed}-{_sizes(args)}"
     recipe = base_recipe(dataset, seed_size, args.seed, folder / "base", args.quick, args.dev_size, args.test_size)
-    began = time.perf_counter()
-    run_recipe(parse_recipe(recipe))  # resumes: a finished base costs nothing
-    print(f"base {folder.name}: {time.perf_counter() - began:.0f} s")
+    if opens or not args.child:
+        began = time.perf_counter()
+        run_recipe(parse_recipe(recipe))  # resumes: a finished base costs nothing
+        print(f"base {folder.name}: {time.perf_counter() - began:.0f} s")
     return folder, recipe
 
 
@@ -137,23 +151,26 @@ def _done(path: Path) -> set:
 
 def _append(path: Path, row: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_line(path, json.dumps(row))  # parallel children append to the same file
+
+
+def compare_key(args: argparse.Namespace, dataset: str, arm: str) -> str:
+    return f"{dataset}:{args.seed_size}:{args.seed}:{_sizes(args)}:{arm}:{args.budget}"
 
 
 def compare_cmd(args: argparse.Namespace) -> None:
-    out = args.out / f"compare{'-quick' if args.quick else ''}.jsonl"
+    out = rows_path(args)
     done = _done(out)
     for dataset in args.datasets:
-        folder, recipe = base_run(args, dataset, args.seed_size)
+        folder, recipe = base_run(args, dataset, args.seed_size, opens="none" in args.arms)
         arms = {"none": None}
         for prompt in ("one_error", "report"):
             arms[prompt] = {"prompt": prompt, "mine": "dev", "max_rounds": 2, "max_errors": args.budget // 4,
                             "per_error": 1, "max_new_tokens": 48, "early_stop": {"patience": 2},
                             "budget": {"units": args.budget, "generation_cost": 1}}
         for arm, augment in arms.items():
-            key = f"{dataset}:{args.seed_size}:{args.seed}:{_sizes(args)}:{arm}:{args.budget}"
-            if key in done:
+            key = compare_key(args, dataset, arm)
+            if key in done or arm not in args.arms:
                 continue
             row = run_cell(folder, recipe, arm, augment)
             _append(out, {"key": key, "dataset": dataset, "seed_size": args.seed_size, "seed": args.seed, "arm": arm,
@@ -161,29 +178,39 @@ def compare_cmd(args: argparse.Namespace) -> None:
 
 
 def parse_cells(text: str) -> list[tuple[str, int, float, str]]:
-    """'dataset:seed_size:R:strategy,...' -> cells; refuses unknown datasets and strategies by name."""
+    """'dataset:seed_size:R:strategy,...' -> cells; refuses unknown datasets and strategies by name. Strategy
+    ``none`` (R 0) is the base alone: its run and its no-augmentation row."""
     cells = []
     for item in filter(None, text.split(",")):
         dataset, size, ratio, strategy = item.split(":")
-        if dataset not in DATASETS or strategy not in STRATEGIES:
-            raise SystemExit(f"--cells {item!r}: dataset one of {sorted(DATASETS)}, strategy one of {STRATEGIES}")
-        cells.append((dataset, int(size), float(ratio), strategy))
+        if dataset not in DATASETS or strategy not in (*STRATEGIES, "none"):
+            raise SystemExit(f"--cells {item!r}: dataset one of {sorted(DATASETS)}, strategy one of {STRATEGIES}"
+                             " (or none: the base alone)")
+        cells.append((dataset, int(size), 0.0 if strategy == "none" else float(ratio), strategy))
     return cells
 
 
-def grid_cmd(args: argparse.Namespace) -> None:
-    cells = parse_cells(args.cells) if args.cells else [
+def grid_cells(args: argparse.Namespace) -> list[tuple[str, int, float, str]]:
+    return parse_cells(args.cells) if args.cells else [
         (d, s, r, st) for d in args.datasets for s in args.seed_sizes for r in args.ratios for st in STRATEGIES]
-    out = args.out / f"grid{'-quick' if args.quick else ''}.jsonl"
+
+
+def grid_key(args: argparse.Namespace, dataset: str, size: int, ratio: float, strategy: str) -> str:
+    tail = "none" if strategy == "none" else f"{ratio:g}:{strategy}"
+    return f"{dataset}:{size}:{args.seed}:{_sizes(args)}:{tail}"
+
+
+def grid_cmd(args: argparse.Namespace) -> None:
+    out = rows_path(args)
     done = _done(out)
-    for dataset, size, ratio, strategy in cells:
-        folder, recipe = base_run(args, dataset, size)
-        base_key = f"{dataset}:{size}:{args.seed}:{_sizes(args)}:none"
+    for dataset, size, ratio, strategy in grid_cells(args):
+        folder, recipe = base_run(args, dataset, size, opens=strategy == "none")
+        base_key = grid_key(args, dataset, size, 0, "none")
         if base_key not in done:
             _append(out, {"key": base_key, "dataset": dataset, "seed_size": size, "seed": args.seed, "ratio": 0,
                           "strategy": "none", **run_cell(folder, recipe, "none", None)})
             done.add(base_key)
-        key = f"{dataset}:{size}:{args.seed}:{_sizes(args)}:{ratio:g}:{strategy}"
+        key = grid_key(args, dataset, size, ratio, strategy)
         if key in done:
             continue
         units = int(round(ratio * size))
@@ -293,10 +320,42 @@ def crossover_plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
+def rows_path(args: argparse.Namespace) -> Path:
+    return args.out / f"{args.command}{'-quick' if args.quick else ''}.jsonl"
+
+
+def units(args: argparse.Namespace, argv: list[str], done: set) -> list[Unit]:
+    """The pending compare arms or grid cells as child processes, in the order the loops above run them, each
+    (dataset, seed size) opened by its ``none`` unit: it makes the base run the others copy (a finished base
+    costs nothing, a finished row is not redone), and they wait for it."""
+    plan: list[tuple[str, str, tuple[str, ...]]] = []  # (dataset-size, unit name, the child's selection)
+    if args.command == "compare":
+        for dataset in args.datasets:
+            group = f"{dataset}-{args.seed_size}"
+            arms = [a for a in args.arms if compare_key(args, dataset, a) not in done]
+            if arms:
+                plan += [(group, f"compare-{group}-{a}", ("--datasets", dataset, "--arms", a))
+                         for a in dict.fromkeys(("none", *arms))]
+    else:
+        groups: dict[str, list] = {}  # dataset-size -> its cells, the base ("none") first
+        for dataset, size, ratio, strategy in grid_cells(args):
+            cells = groups.setdefault(f"{dataset}-{size}", [(dataset, size, 0.0, "none")])
+            if (dataset, size, ratio, strategy) not in cells:
+                cells.append((dataset, size, ratio, strategy))
+        for group, (base, *cells) in groups.items():
+            pending = [c for c in cells if grid_key(args, *c) not in done]
+            if pending or grid_key(args, *base) not in done:
+                plan += [(group, f"grid-{group}-" + ("none" if st == "none" else f"R{r:g}-{st}"),
+                          ("--cells", f"{d}:{size}:{r:g}:{st}")) for d, size, r, st in (base, *pending)]
+    group_of = {name: group for group, name, _ in plan}
+    return after_first([Unit(name, child(__file__, argv, *sel)) for _, name, sel in plan], lambda u: group_of[u.name])
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("compare", "grid", "table"))
     parser.add_argument("--datasets", nargs="+", default=["sst2", "bbc-news"])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="compare: the arms to run")
     parser.add_argument("--seed-size", type=int, default=100, help="compare: gold seed size")
     parser.add_argument("--budget", type=int, default=80, help="compare: call units per arm")
     parser.add_argument("--seed-sizes", type=int, nargs="+", default=[50, 100])
@@ -306,18 +365,26 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=250, help="gold test texts every cell is scored on")
     parser.add_argument("--quick", action="store_true", help="tiny splits and one epoch (a smoke run)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (the data split too)")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT, help="folder of the raw rows and the summary")
     parser.add_argument("--runs", type=Path, default=Path("/tmp/protege-augmentation-bench"))
-    args = parser.parse_args()
+    add_options(parser, Path("/tmp/protege-augmentation-logs"), "arms or cells")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
     if args.command == "table":
         table_cmd(args)
-        return
+        return 0
+    if args.jobs > 1:
+        return run_children(units(args, argv, _done(rows_path(args))), args)
     import torch
 
     torch.set_num_threads(args.threads)
     (compare_cmd if args.command == "compare" else grid_cmd)(args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -8,23 +8,31 @@ child's argv re-runs the same script on that piece alone), and :func:`run_units`
   have not ended yet waits and the next ready unit in the list takes the free slot;
 * each child with ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` = ``threads`` (the script also calls
   ``torch.set_num_threads``), its stdout and stderr in ``<logs>/<unit name>.log``;
-* ``skip(unit)`` may return a reason not to start a unit (e.g. it would end past a deadline); ``ended(unit,
-  code, seconds)`` is told of each exit and its wall time. A failure is reported with its log and
-  does not stop the other units: the return value maps each unit to its exit code (``None``: skipped).
+* a unit whose ``after`` unit failed or was skipped is skipped (what it needs was not made); ``skip(unit)``
+  may return another reason not to start a unit (e.g. it would end past a deadline); ``ended(unit, code,
+  seconds)`` is told of each exit and its wall time. A failure is reported with its log and does not stop the
+  other units: the return value maps each unit to its exit code (``None``: skipped).
 
 Children that write one shared file must not interleave: :func:`append_line` appends a line under an exclusive
 ``fcntl`` lock.
+
+The glue a script needs to offer this (``augmentation.py``, ``rationales.py``, ``reasoning_rl.py``,
+``reasoning_heal.py``): :func:`add_options` (``--jobs`` 2, ``--threads`` 1, ``--logs``; ``--jobs 1`` keeps the
+script's own loop in its own process), :func:`child` (the invocation's command line narrowed to one unit, run
+in process), :func:`after_first` (units that share what their group's first unit makes wait for it) and
+:func:`run_children` (:func:`run_units` with those options; an exit status for the parent).
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import os
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Optional
@@ -66,7 +74,8 @@ def run_units(
     def worker() -> None:
         while (unit := next_unit()) is not None:
             code: Optional[int] = None
-            reason = skip(unit) if skip else None
+            missing = [a for a in unit.after if a in codes and codes[a] != 0]
+            reason = f"{', '.join(missing)} did not finish" if missing else (skip(unit) if skip else None)
             if reason:
                 print(f"skipped {unit.name}: {reason}", file=sys.stderr, flush=True)
             else:
@@ -108,3 +117,52 @@ def late(deadline: Optional[str], seconds: float) -> bool:
     now = datetime.now(timezone.utc)
     hour, minute = (int(x) for x in deadline.split(":"))
     return now + timedelta(seconds=seconds) > now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+
+
+def _at_least_one(text: str) -> int:
+    if int(text) < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {text}")
+    return int(text)
+
+
+def add_options(parser: argparse.ArgumentParser, logs: Path, units: str) -> None:
+    """``--jobs``, ``--threads``, ``--logs`` and the hidden ``--child`` (set by :func:`child`: the script skips
+    whatever only the parent should write, e.g. a summary), for a script whose work is ``units``."""
+    parser.add_argument("--jobs", type=_at_least_one, default=2, help=f"{units} run at once, each in its own "
+                        "process at --threads torch threads (two at one thread each keep a 2-core machine busy "
+                        "without oversubscribing it); 1: one after another in this process")
+    parser.add_argument("--threads", type=_at_least_one, default=1, help="torch threads per process")
+    parser.add_argument("--logs", type=Path, default=logs, help="with --jobs > 1: one log per child process")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+
+
+def child(script: str, argv: list[str], *selection: str) -> tuple[str, ...]:
+    """A child's command line: this invocation's ``argv`` with ``selection`` (options naming one unit, which
+    override the same options earlier in ``argv``), run in process (``--jobs 1``)."""
+    return (str(script), *argv, *selection, "--jobs", "1", "--child")
+
+
+def after_first(units: list[Unit], group: Callable[[Unit], str]) -> list[Unit]:
+    """Every unit but the first of its ``group`` also waits for that first one (which makes what the group
+    shares: a base run, a prepared teacher), so no two children build it at once."""
+    first: dict[str, str] = {}
+    out = []
+    for unit in units:
+        opener = first.setdefault(group(unit), unit.name)
+        out.append(unit if opener == unit.name else replace(unit, after=(*unit.after, opener)))
+    return out
+
+
+def run_children(units: list[Unit], args: argparse.Namespace) -> int:
+    """Run ``units`` with the script's ``--jobs``, ``--threads`` and ``--logs`` (see :func:`add_options`),
+    printing each unit's wall time; 1 when a unit failed or was skipped (named, with the logs' folder), else 0."""
+
+    def ended(unit: Unit, code: int, seconds: float) -> None:
+        if code == 0:
+            print(f"{unit.name}: done in {seconds / 60:.1f} min", flush=True)
+
+    codes = run_units(units, args.logs, args.jobs, args.threads, ended=ended)
+    missed = [name for name, code in codes.items() if code != 0]
+    if missed:
+        print(f"not finished: {', '.join(missed)} (logs in {args.logs}); a rerun resumes", file=sys.stderr)
+    return int(bool(missed))

@@ -21,10 +21,13 @@ controls that separate teacher knowledge from domain adaptation. Sub-commands:
   bootstrap interval over test sentences, and the paired difference to ``none`` (every resample scores both
   arms' predictions on the same sentences; each arm averaged over the seeds both have).
 
-Each trained model appends one JSON line (with its test predictions) to ``results/rationales-runs.jsonl``; a
-re-run skips keys already there, so an interrupted benchmark resumes.
+Each trained model appends one JSON line (with its test predictions) to ``results/rationales-runs.jsonl``
+(under a lock); a re-run skips keys already there, so an interrupted benchmark resumes. ``encoder`` and
+``generative`` train one unit per (arm, seed), ``--jobs`` (2) at a time, each in its own process at
+``--threads`` (1) torch threads (``benchmarks/processes.py``; logs in ``--logs``); ``--jobs 1`` trains them one
+after another in this process. The summary is written once, after the last.
 
-    nohup /work/heavy python benchmarks/rationales.py encoder --arms none,mixtral --seeds 0 &
+    /work/heavy python benchmarks/rationales.py encoder --arms none,mixtral --seeds 0,1,2 --jobs 2 --threads 1
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -56,6 +60,8 @@ from protege.tasks.absa.task import AbsaTask, Aspect
 from protege.train.loop import EarlyStopping, LoopConfig
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from processes import Unit, add_options, append_line, child, run_children  # noqa: E402
 RESULTS = HERE / "results"
 RUNS = RESULTS / "rationales-runs.jsonl"
 EMBEDDED = RESULTS / "rationales-embedded.jsonl"
@@ -136,9 +142,27 @@ def record(key: str, arm: str, s: int, gold, pred, began: float, **extra) -> Non
     row = {"key": key, "arm": arm, "training_seed": s, "pair": pair_scores(gold, pred).as_dict(),
            "aspect": aspect_scores(gold, pred).as_dict(), "seconds": round(time.time() - began, 1),
            "pred": {i: [a.as_dict() for a in v] for i, v in pred.items()}, **extra}
-    with RUNS.open("a") as fh:
-        fh.write(json.dumps(row, default=str) + "\n")
+    append_line(RUNS, json.dumps(row, default=str))  # parallel children append to the same file
     print(f"{key}: pair F1 {row['pair']['f1']:.3f} ({row['seconds']} s)", flush=True)
+
+
+def generative_test(args, test: list) -> list:
+    """The generative arms' test sentences: ``--test-size`` of them, the same sample in every arm."""
+    return [test[i] for i in sorted(random.Random(0).sample(range(len(test)), min(args.test_size, len(test))))]
+
+
+def run_key(command: str, arm: str, s: int, args, tests: int) -> str:
+    """A trained model's key in ``RUNS`` (``tests``: the test sentences it is scored on)."""
+    if command == "encoder":
+        return f"encoder:{arm}:{s}:mlm{args.mlm_steps}"
+    return f"generative:{arm}:{s}:pre{args.pre_steps}:ft{args.ft_steps}:test{tests}"
+
+
+def units(args, argv: list[str], done: set, tests: int) -> list[Unit]:
+    """One child process per (arm, seed) not in ``done``, in the order the in-process loop trains them. They
+    share nothing but ``RUNS`` (appended under a lock) and read-only inputs."""
+    return [Unit(f"{args.command}-{arm}-{s}", child(__file__, argv, "--arms", arm, "--seeds", str(s)))
+            for s in args.seeds for arm in args.arms if run_key(args.command, arm, s, args, tests) not in done]
 
 
 def encoder_cmd(args, done: set) -> None:
@@ -151,7 +175,7 @@ def encoder_cmd(args, done: set) -> None:
         weight_decay=0.01, tracker=None))
     for s in args.seeds:
         for arm in args.arms:
-            key = f"encoder:{arm}:{s}:mlm{args.mlm_steps}"
+            key = run_key("encoder", arm, s, args, len(test))
             if key in done:
                 continue
             began, extra, student = time.time(), {}, tagger
@@ -171,11 +195,11 @@ def generative_cmd(args, done: set) -> None:
     from protege.tasks.absa.generative import fit_lm, pairs_training, predict_pairs, rationale_pairs
 
     seed, _, test = splits(args)
-    test = [test[i] for i in sorted(random.Random(0).sample(range(len(test)), min(args.test_size, len(test))))]
+    test = generative_test(args, test)
     mixtral = [r for r in mixtral_rows() if r["usable"]]
     for s in args.seeds:
         for arm in args.arms:
-            key = f"generative:{arm}:{s}:pre{args.pre_steps}:ft{args.ft_steps}:test{len(test)}"
+            key = run_key("generative", arm, s, args, len(test))
             if key in done:
                 continue
             began, extra = time.time(), {}
@@ -252,7 +276,7 @@ def summarise(n_boot: int = 1000) -> dict:
     return out
 
 
-def main() -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("command", choices=("quality", "encoder", "generative", "summarise"))
     ap.add_argument("--arms", default=None, help="comma-separated arms (see the module notes)")
@@ -268,23 +292,35 @@ def main() -> None:
     ap.add_argument("--pre-length", type=int, default=256)
     ap.add_argument("--ft-steps", type=int, default=60)
     ap.add_argument("--test-size", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    add_options(ap, Path("/tmp/protege-rationales"), "(arm, seed) units")
+    args = ap.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",")]
     default = GENERATIVE_ARMS if args.command == "generative" else ENCODER_ARMS
     args.arms = args.arms.split(",") if args.arms else list(default)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
     torch.set_num_threads(args.threads)  # a busy shared CPU: extra intra-op threads spin instead of helping
     RESULTS.mkdir(exist_ok=True)
     done = {json.loads(line)["key"] for line in RUNS.read_text().splitlines() if line.strip()} \
         if RUNS.exists() else set()
+    status = 0
     if args.command == "quality":
         quality_cmd(args)
+    elif args.jobs > 1 and args.command in ("encoder", "generative"):
+        tests = len(generative_test(args, load_semeval("lap", "test", TASK).examples))  # a generative key's
+        status = run_children(units(args, argv, done, tests), args)
     elif args.command == "encoder":
         encoder_cmd(args, done)
     elif args.command == "generative":
         generative_cmd(args, done)
-    (RESULTS / "rationales.json").write_text(json.dumps(summarise(), indent=2))
+    if not args.child:  # the parent summarises once, after every child
+        (RESULTS / "rationales.json").write_text(json.dumps(summarise(), indent=2))
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Healing the reasoning family's pruned student: which recipe gives it a non-zero accuracy, at what cost.
 
-    python benchmarks/reasoning_heal.py run --teacher-steps 30 --variants kd20 kd100_lr1e3 --runs runs/heal
+    python benchmarks/reasoning_heal.py run --teacher-steps 30 --variants kd20 kd60_lr1e3 --jobs 2 --threads 1
     python benchmarks/reasoning_heal.py table            # results/reasoning_heal-runs.jsonl -> reasoning_heal.json
     python benchmarks/reasoning_heal.py probe --run runs/heal/3x1-t30/kd20   # layer choices before any healing
     python benchmarks/reasoning_heal.py run --quick --variants kd20 --runs /tmp/heal   # tiny random llama, seconds
@@ -14,6 +14,12 @@ the teacher and the student on the test problems, their format rates, the studen
 seconds of teacher preparation and of healing, and why the teacher's wrong answers are wrong (unformatted,
 truncated, a wrong ``a ± b = c`` step, or every written step right but the wrong numbers chained). A row
 already there is skipped, so an interrupted run resumes.
+
+**Processes.** ``run`` heals the variants ``--jobs`` (2) at a time, each in its own process at ``--threads`` (1)
+torch threads (``benchmarks/processes.py``; logs in ``--logs``), rows appended under a lock; while no finished
+variant holds the prepared teacher, the first variant prepares it and the others wait for it. Copies are taken
+from finished variants only (not from one another while they heal). ``--jobs 1`` heals them one after another
+in this process.
 
 **Probe.** Which 15 layers to keep, before any healing: each candidate cut of a finished run's prepared teacher
 (``PROBE_CUTS``) is scored teacher-forced on training solutions (the tokenisation the healing uses): mean
@@ -40,6 +46,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 
+from processes import Unit, add_options, after_first, append_line, child, run_children  # noqa: E402
 from reasoning_rl import _quick_teacher  # noqa: E402  (the same tiny teacher as the RL benchmark's smoke runs)
 
 RECIPE = ROOT / "recipes" / "reasoning-quickstart.yaml"
@@ -110,16 +117,24 @@ def why_wrong(rows: list[dict]) -> dict[str, int]:
     return out
 
 
+def teacher_source(base: Path, finished: set[str]) -> Optional[Path]:
+    """The variant run of ``base`` to copy the prepared teacher from: a finished variant's (one with a row: no
+    other process writes it any more) when there is one, else any run that got as far as its evaluation."""
+    evaluated = [p for p in sorted(base.glob("*")) if (p / "artifacts" / "reasoning_metrics.json").exists()]
+    return next((p for p in evaluated if p.name in finished), next(iter(evaluated), None))
+
+
 def run_one(runs: Path, terms: int, digits: int, teacher_steps: int, variant: str, quick: bool,
-            counts: Optional[dict] = None) -> dict:
-    """Heal one variant from the (cell, teacher steps) teacher, preparing that teacher first if needed."""
+            counts: Optional[dict] = None, finished: frozenset[str] = frozenset()) -> dict:
+    """Heal one variant from the (cell, teacher steps) teacher, preparing that teacher first if needed
+    (``finished``: the variants of this cell and teacher with a row, see :func:`teacher_source`)."""
     from protege.core.run import Run
     from protege.pipeline.recipe import parse_recipe
     from protege.pipeline.runner import run_recipe
 
     base = runs / f"{terms}x{digits}-t{teacher_steps}"
     folder = base / variant
-    first = next((p for p in sorted(base.glob("*")) if (p / "artifacts" / "reasoning_metrics.json").exists()), None)
+    first = teacher_source(base, finished)
     if first is not None and not folder.exists():
         shutil.copytree(first, folder)  # the prepared teacher and its ledger; the student and evaluate rerun
     data = recipe_data(folder, terms, digits, teacher_steps, variant, quick, counts)
@@ -139,6 +154,13 @@ def run_one(runs: Path, terms: int, digits: int, teacher_steps: int, variant: st
             "wall_seconds": round(time.perf_counter() - began, 1),
             "teacher_wrong": why_wrong([r for r in results if r["policy"] == "teacher"]),
             "student_wrong": why_wrong([r for r in results if r["policy"] == "student"])}
+
+
+def units(variants: list[str], argv: list[str], prepared: bool) -> list[Unit]:
+    """One child per variant; unless a finished variant holds the prepared teacher, the first variant prepares
+    it and the others wait for it (rather than each preparing its own)."""
+    todo = [Unit(v, child(__file__, argv, "--variants", v)) for v in variants]
+    return todo if prepared else after_first(todo, lambda unit: "teacher")
 
 
 def probe(run_dir: Path, examples: int, cuts: dict[str, Optional[list[int]]]) -> list[dict]:
@@ -204,8 +226,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--test", type=int, default=None, help="test problems (default: the recipe's)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "reasoning-heal")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny random llamas: a smoke run")
+    add_options(parser, Path("/tmp/protege-reasoning-heal"), "run: variants")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / (ROWS.replace("-runs", "-quick-runs") if args.quick else ROWS)
@@ -222,16 +245,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         target = args.out / f"reasoning_heal-probe{'-quick' if args.quick else ''}.json"
         target.write_text(json.dumps({"run": str(args.run), "rows": rows}, indent=2))
         return 0
-    for variant in args.variants:
-        key = (f"{args.terms}x{args.digits}", args.teacher_steps, variant)
-        if any((r["cell"], r["teacher_steps"], r["variant"]) == key for r in _rows(path)):
-            print(f"{key} already in {path}, skipped")
-            continue
-        counts = {k: v for k, v in (("train", args.train), ("test", args.test)) if v is not None}
-        row = run_one(args.runs, args.terms, args.digits, args.teacher_steps, variant, args.quick, counts)
-        with path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+    cell = f"{args.terms}x{args.digits}"
+    finished = frozenset(r["variant"] for r in _rows(path)
+                         if (r["cell"], r["teacher_steps"]) == (cell, args.teacher_steps))
+    for variant in (v for v in args.variants if v in finished):
+        print(f"{(cell, args.teacher_steps, variant)} already in {path}, skipped")
+    todo = [v for v in dict.fromkeys(args.variants) if v not in finished]
+    if args.jobs > 1:
+        source = teacher_source(args.runs / f"{cell}-t{args.teacher_steps}", finished)
+        return run_children(units(todo, argv, prepared=source is not None and source.name in finished), args)
+    counts = {k: v for k, v in (("train", args.train), ("test", args.test)) if v is not None}
+    for variant in todo:
+        row = run_one(args.runs, args.terms, args.digits, args.teacher_steps, variant, args.quick, counts, finished)
+        append_line(path, json.dumps(row))
         print(json.dumps(row), flush=True)
+        finished |= {variant}
     return 0
 
 

@@ -1,7 +1,7 @@
 """GRPO, on-policy KD and KDRL variants at equal steps on chain sums; protege's GRPO step against TRL's.
 
     python benchmarks/reasoning_rl.py base                              # problems, prepared teacher, healed student
-    python benchmarks/reasoning_rl.py arm --arms grpo kdrl_k2 --seeds 0 # one run per (arm, seed), resumable
+    python benchmarks/reasoning_rl.py arm --arms grpo kdrl_k2 --seeds 0 1 2 --jobs 2 --threads 1  # (arm, seed) runs
     python benchmarks/reasoning_rl.py ingest                            # finished arm runs -> raw results
     python benchmarks/reasoning_rl.py table                             # paired intervals -> reasoning_rl.json
     python benchmarks/reasoning_rl.py parity --seeds 0 1 2 3 4          # estimator gradients vs the exact ones
@@ -13,7 +13,10 @@ worked solutions is the teacher, its healed half-depth copy the student). ``base
 student once, and scores teacher and student on the test problems. ``arm`` copies that run directory for every
 (arm, seed) (the pipeline's signatures skip the stages already done), runs the ``rl`` stage with that one arm
 (``rl.seed``: rollouts and prompt order) and ``evaluate`` (greedy accuracy, pass@1 and pass@4 from 4 samples),
-and appends a row to ``results/reasoning_rl-runs.jsonl``; a (arm, seed, steps) already there is skipped.
+and appends a row to ``results/reasoning_rl-runs.jsonl`` (under a lock); a (arm, seed, steps) already there is
+skipped. The (arm, seed) runs go ``--jobs`` (2) at a time, each in its own process at ``--threads`` (1) torch
+threads (``benchmarks/processes.py``; logs in ``--logs``), after a ``base`` unit when the base is not made yet;
+``--jobs 1`` runs them one after another in this process (the base must exist).
 ``table`` pairs every arm with GRPO over the same (seed, test problem) items (paired bootstrap) and says "not
 distinguishable at this scale" where the 95 % interval contains 0.
 
@@ -45,6 +48,7 @@ sys.path.insert(0, str(HERE))
 
 from lm_kd import (CountedSource, StepClock, _Timed, _trl_clock_callback, count_generate,  # noqa: E402
                    load_average, peak_mb, rss_mb)
+from processes import Unit, add_options, after_first, append_line, child, run_children  # noqa: E402
 
 RECIPE = ROOT / "recipes" / "reasoning-kdrl.yaml"
 RUNS = ROOT / "runs" / "reasoning-rl"
@@ -341,6 +345,31 @@ def speed_table(runs: list[dict]) -> list[dict]:
     return summarise(runs, {"protege_grpo": "trl_grpo", "protege_grpo_fp32_rollouts": "trl_grpo"})
 
 
+def arm_phase(args: argparse.Namespace, argv: list[str], runs: Path, raw: Path) -> int:
+    """Every (arm, seed) not in ``raw`` yet: in this process with ``--jobs 1``, else one child each, the
+    children waiting for a ``base`` unit when the base they copy is not made yet."""
+    done, todo = {(r["arm"], r["seed"], r["steps"]) for r in _rows(raw)}, []
+    for seed in args.seeds:
+        for name in args.arms:
+            if (name, seed, args.steps) in done:
+                print(f"{name} seed {seed}: already in {raw.name}", file=sys.stderr)
+            else:
+                todo.append((name, seed))
+    if args.jobs > 1:
+        units = [Unit(f"{name}-s{seed}", child(__file__, argv, "--arms", name, "--seeds", str(seed)))
+                 for name, seed in todo]
+        if units and not (runs / "base.json").exists():
+            made = Unit("base", (__file__, "base", "--runs", str(runs), "--out", str(raw.parent), "--threads",
+                                 str(args.threads), *(["--quick"] if args.quick else [])))
+            units = after_first([made, *units], lambda unit: "base")
+        return run_children(units, args)
+    for name, seed in todo:
+        row = arm(runs, name, seed, args.steps, args.quick)
+        append_line(raw, json.dumps(row))
+        print(f"{name} seed {seed}: accuracy {row['accuracy']:.1%}, {row['seconds']} s", file=sys.stderr, flush=True)
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("phase", choices=["base", "arm", "ingest", "table", "parity", "speed", "speed-child"])
@@ -351,9 +380,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--runs", type=Path, default=None, help="run directories (default runs/reasoning-rl)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     parser.add_argument("--quick", action="store_true", help="tiny random llamas: a smoke run")
-    parser.add_argument("--threads", type=int, default=2)
+    add_options(parser, Path("/tmp/protege-reasoning-rl"), "arm: (arm, seed) pairs")  # speed: --threads per child
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--setup", help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.phase == "speed-child":
         print(json.dumps(speed_child(args.variant, json.loads(args.setup))), flush=True)
@@ -369,17 +399,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.phase == "base":
         print(json.dumps(base(runs, args.quick)))
     elif args.phase == "arm":
-        done = {(r["arm"], r["seed"], r["steps"]) for r in _rows(raw)}
-        for seed in args.seeds:
-            for name in args.arms:
-                if (name, seed, args.steps) in done:
-                    print(f"{name} seed {seed}: already in {raw.name}", file=sys.stderr)
-                    continue
-                row = arm(runs, name, seed, args.steps, args.quick)
-                with raw.open("a") as fh:
-                    fh.write(json.dumps(row) + "\n")
-                print(f"{name} seed {seed}: accuracy {row['accuracy']:.1%}, {row['seconds']} s", file=sys.stderr,
-                      flush=True)
+        return arm_phase(args, argv, runs, raw)
     elif args.phase == "ingest":
         done = {(r["arm"], r["seed"], r["steps"]) for r in _rows(raw)}
         for folder in sorted(p for p in runs.iterdir() if p.is_dir() and p.name != "base"):
@@ -388,8 +408,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 continue
             row = ingest_run(folder, name)
             if (row["arm"], row["seed"], row["steps"]) not in done:
-                with raw.open("a") as fh:
-                    fh.write(json.dumps(row) + "\n")
+                append_line(raw, json.dumps(row))
     elif args.phase == "parity":
         rows = parity(args.seeds)
         (results / "reasoning_rl-parity.json").write_text(json.dumps(rows, indent=2))

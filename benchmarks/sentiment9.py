@@ -68,18 +68,19 @@ OUT = HERE / "results" / "sentiment9"
 TEACHER = "smollm2-135m-instruct"
 MAX_CHARS = 300
 ANSWER = " Answer with one word."
-# set -> (source, instruction); {labels} lists the label words.
+# set -> (source, instruction); {labels} lists the label words. Longest texts first: with --jobs, the slow sets
+# start first and the short ones fill the gaps at the end.
 SETS: dict[str, tuple[str, str]] = {
-    "sst2": ("sst2", "Classify the sentiment of this movie review phrase as one of: {labels}." + ANSWER),
     "fin": ("sentiment-fin", "Classify the sentiment of this financial news sentence as one of: {labels}." + ANSWER),
-    "poem": ("sentiment-poem", "Classify the sentiment of this line of poetry as one of: {labels}." + ANSWER),
-    "tweet-emo": ("sentiment-tweet-emo", "Which emotion does this tweet express? One of: {labels}." + ANSWER),
-    "emocontext": ("sentiment-emocontext", "Which emotion does the writer of this chat message express? One of: "
-                   "{labels} (others: none of these)." + ANSWER),
     "laptop": ("sentiment-laptop", "Classify the sentiment expressed about the aspect in this laptop review "
                "sentence as one of: {labels}." + ANSWER),
     "rest": ("sentiment-rest", "Classify the sentiment expressed about the aspect in this restaurant review "
              "sentence as one of: {labels}." + ANSWER),
+    "tweet-emo": ("sentiment-tweet-emo", "Which emotion does this tweet express? One of: {labels}." + ANSWER),
+    "emocontext": ("sentiment-emocontext", "Which emotion does the writer of this chat message express? One of: "
+                   "{labels} (others: none of these)." + ANSWER),
+    "sst2": ("sst2", "Classify the sentiment of this movie review phrase as one of: {labels}." + ANSWER),
+    "poem": ("sentiment-poem", "Classify the sentiment of this line of poetry as one of: {labels}." + ANSWER),
 }
 METHODS = {"zero_shot": "teacher zero-shot", "icl": "teacher ICL (4 shots)",
            "feedback": "teacher feedback ICL (2 wrong first)"}
@@ -111,9 +112,11 @@ def sizes(name: str, args: argparse.Namespace) -> dict[str, int]:
 
 def recipe(name: str, args: argparse.Namespace, targets: str) -> dict[str, Any]:
     source, instruction = SETS[name]
-    loop = {"epochs": args.epochs, "lr": 2e-4, "micro_batch_size": 32, "schedule": "linear", "warmup_steps": 10,
+    # Batches of 16 and patience 5: at 300 pool texts, batches of 32 gave 63 steps and the students sat on the
+    # majority class when early stopping (patience 3) ended them at step 40; same compute, twice the updates.
+    loop = {"epochs": args.epochs, "lr": 2e-4, "micro_batch_size": 16, "schedule": "linear", "warmup_steps": 10,
             "weight_decay": 0.01, "eval_every": 10, "early_stopping": {"metric": "dev_accuracy", "mode": "max",
-                                                                        "patience": 3}}
+                                                                        "patience": 5}}
     budget = sizes(name, args)
     return {
         "name": f"sentiment9-{name}", "family": "classification", "run_dir": str(args.runs / name), "seed": 0,
@@ -216,12 +219,8 @@ def run_set(name: str, args: argparse.Namespace, teacher: Optional[Callable] = N
     arms["all gold (ceiling)"] = {**scored(gold, pred, k), "teacher_tokens_per_text": 0,
                                   "student_seconds_per_text": arms["student soft"]["student_seconds_per_text"],
                                   "train_seconds": round(seconds, 1), "gold_labels": int(data["seed"] + data["pool"])}
-    differences = {}
-    for a, b in PAIRS:
-        d = paired_bootstrap(np.array(arms[a]["correct"], float), np.array(arms[b]["correct"], float), resamples=5000)
-        differences[f"{a} - {b}"] = {"accuracy_points": round(100 * d.estimate, 1),
-                                     "interval": [round(100 * d.low, 1), round(100 * d.high, 1)],
-                                     "inside_noise": d.inside_noise}
+    differences = {f"{a} - {b}": paired(np.array(arms[a]["correct"], float), np.array(arms[b]["correct"], float))
+                   for a, b in PAIRS}
     result = {
         "set": name, "source": SETS[name][0], "labels": labels, "teacher": f"hf:{args.teacher}",
         "student": args.student, "sizes": {s: data[s] for s in tables.SPLITS}, "test_labels": data["test_labels"],
@@ -243,11 +242,26 @@ def _cell(a: dict[str, Any]) -> str:
     return f"{100 * a['accuracy']:.1f} ({100 * lo:.0f}–{100 * hi:.0f}) / {a['macro_f1']:.2f} ({flo:.2f}–{fhi:.2f})"
 
 
+def overview(results: list[dict[str, Any]]) -> list[str]:
+    """One row per set, one column per arm: accuracy % / macro-F1, and the mean over sets."""
+    arms = list(results[0]["arms"])
+    lines = ["| set (test texts) | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    for r in results:
+        lines.append(f"| {r['set']} ({r['sizes']['test']}) | " + " | ".join(
+            f"{100 * r['arms'][a]['accuracy']:.1f} / {r['arms'][a]['macro_f1']:.2f}" for a in arms) + " |")
+    lines.append("| **mean** | " + " | ".join(
+        f"**{100 * np.mean([r['arms'][a]['accuracy'] for r in results]):.1f} / "
+        f"{np.mean([r['arms'][a]['macro_f1'] for r in results]):.2f}**" for a in arms) + " |")
+    return lines
+
+
 def summary(results: list[dict[str, Any]]) -> str:
-    """The README tables: accuracy / macro-F1 per arm and set, then tokens, coverage and the noisy gaps."""
+    """The README tables: every set at a glance, then accuracy / macro-F1 with intervals per arm and set, tokens,
+    coverage and the noisy gaps."""
     names = [r["set"] for r in results]
     arms = list(results[0]["arms"])
-    lines = ["| arm | " + " | ".join(names) + " | mean acc / F1 |", "|---|" + "---|" * (len(names) + 1)]
+    lines = overview(results) + [""]
+    lines += ["| arm | " + " | ".join(names) + " | mean acc / F1 |", "|---|" + "---|" * (len(names) + 1)]
     for arm in arms:
         got = [r["arms"][arm] for r in results]
         mean = f"{100 * np.mean([a['accuracy'] for a in got]):.1f} / {np.mean([a['macro_f1'] for a in got]):.2f}"
@@ -275,16 +289,25 @@ def summary(results: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['set']} | {per[METHODS['feedback']]} | {per[METHODS['icl']]} | {once['teacher_texts']}, "
                      f"{once['teacher_tokens'] / 1e3:.0f} k, {once['teacher_seconds']:.0f}, "
                      f"{a['student soft']['train_seconds']:.0f} | {1000 * a['student soft']['student_seconds_per_text']:.1f} |")
-    lines += ["", "| paired difference (accuracy points, 95 % interval) | " + " | ".join(names) + " |",
-              "|---|" + "---|" * len(names)]
-    for pair in results[0]["differences"]:
-        cells = []
-        for r in results:
-            d = r["differences"][pair]
-            lo, hi = d["interval"]
-            cells.append(f"{d['accuracy_points']:+.1f} ({lo:+.1f}, {hi:+.1f})" + ("" if d["inside_noise"] else " *"))
-        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+    lines += ["", "| paired difference (accuracy points, 95 % interval; * outside the noise) | " + " | ".join(names)
+              + " | all sets' texts pooled |", "|---|" + "---|" * (len(names) + 1)]
+    for a, b in PAIRS:
+        cells = [difference(r["differences"][f"{a} - {b}"]) for r in results]
+        pooled = [np.concatenate([r["arms"][arm]["correct"] for r in results]).astype(float) for arm in (a, b)]
+        cells.append(difference(paired(*pooled)))
+        lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    d = paired_bootstrap(a, b, resamples=5000)
+    return {"accuracy_points": round(100 * d.estimate, 1), "interval": [round(100 * d.low, 1), round(100 * d.high, 1)],
+            "inside_noise": d.inside_noise}
+
+
+def difference(d: dict[str, Any]) -> str:
+    lo, hi = d["interval"]
+    return f"{d['accuracy_points']:+.1f} ({lo:+.1f}, {hi:+.1f})" + ("" if d["inside_noise"] else " *")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -378,7 +401,8 @@ def main(argv: list[str] | None = None, teacher: Optional[Callable] = None) -> l
                 results.append(done)
             continue
         if late(args.deadline, np.mean(walls) if walls else 0.0):
-            print(f"skipped {name}: it would end after --deadline {args.deadline} UTC; rerun to add it", file=sys.stderr)
+            print(f"skipped {name}: it would end after --deadline {args.deadline} UTC; rerun to add it",
+                  file=sys.stderr)
             continue
         try:
             results.append(run_set(name, args, teacher))

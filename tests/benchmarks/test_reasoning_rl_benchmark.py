@@ -1,4 +1,5 @@
-"""The RL benchmark's phases run end to end on tiny random llamas, so the script cannot rot unnoticed."""
+"""The RL benchmark's phases run end to end on tiny random llamas (the arms both as parallel child processes and
+in process), so the script cannot rot unnoticed."""
 
 from __future__ import annotations
 
@@ -19,20 +20,25 @@ def _phase(tmp_path, *args, timeout=900):
 
 
 def test_quick_benchmark_runs_every_phase(tmp_path):
-    _phase(tmp_path, "base")
+    # Two (arm, seed) children at once, both waiting for the base unit (no base yet): the parallel path.
+    _phase(tmp_path, "arm", "--arms", "grpo", "kdrl_switch", "--steps", "2", "--jobs", "2",
+           "--logs", str(tmp_path / "logs"))
     assert json.loads((tmp_path / "runs" / "base.json").read_text())["test_problems"] == 4
-    _phase(tmp_path, "arm", "--arms", "grpo", "kdrl_switch", "--steps", "2")
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["base.log", "grpo-s0.log", "kdrl_switch-s0.log"]
     raw = tmp_path / "results" / "reasoning_rl-quick-runs.jsonl"
-    rows = [json.loads(line) for line in raw.read_text().splitlines()]
+    rows = sorted((json.loads(line) for line in raw.read_text().splitlines()), key=lambda r: r["arm"])
     assert [(r["arm"], r["seed"], r["steps"]) for r in rows] == [("grpo", 0, 2), ("kdrl_switch", 0, 2)]
     assert rows[0]["teacher_tokens"] == 0 and rows[1]["teacher_tokens"] > 0  # KD only in the switch's first step
     assert all(len(r["correct"]) == 4 and len(r["reward"]) == 2 for r in rows)
-    again = _phase(tmp_path, "arm", "--arms", "grpo", "--steps", "2")  # resumable: a done row is not redone
-    assert "already in" in again.stderr and len(raw.read_text().splitlines()) == 2
+    # In process (--jobs 1); resumable: a done row is not redone.
+    again = _phase(tmp_path, "arm", "--arms", "grpo", "onpolicy_kd", "--steps", "2", "--jobs", "1")
+    assert "grpo seed 0: already in" in again.stderr and "onpolicy_kd seed 0: accuracy" in again.stderr
+    assert len(raw.read_text().splitlines()) == 3
     table = _phase(tmp_path, "table")
     result = json.loads((tmp_path / "results" / "reasoning_rl-quick.json").read_text())
     arms = {a["arm"]: a for a in result["arms"]}
     assert arms["kdrl_switch"]["vs_grpo"]["items"] == 4 and "| kdrl_switch | 1 |" in table.stdout
+    assert arms["onpolicy_kd"]["vs_grpo"]["items"] == 4
     _phase(tmp_path, "parity", "--seeds", "0", "1")
     parity = {r["estimator"]: r for r in json.loads((tmp_path / "results" / "reasoning_rl-parity.json").read_text())}
     assert min(parity["k2"]["cos_reverse"]) >= 0.99 and min(parity["k3"]["cos_forward"]) >= 0.99

@@ -121,7 +121,8 @@ def test_every_arm_runs_on_two_sets_and_a_missing_set_is_skipped(tmp_path):
         assert "teacher feedback ICL" in report and "teacher prompt tokens per text" in report
     table = (out / "table.md").read_text()
     assert "| student candidates |" in table and "| fin |" in table and "| sst2 |" in table
-    assert "feedback ICL per 1,000 texts" in table
+    assert "feedback ICL per 1,000 texts" in table and "all sets' texts pooled" in table
+    assert table.startswith("| set (test texts) |") and "| **mean** |" in table
     # A finished set is read back, not rerun.
     again = bench.main(argv[:1] + ["sst2"] + argv[2:], teacher=None)
     assert again[0]["wall_seconds"] == results[0]["wall_seconds"]
