@@ -9,7 +9,7 @@ annotate. The same annotated pool then trains MiniLM-L6 three ways, each with 3 
 * candidates: its candidate set by the threshold/mass rule, CanDist targets (``targets: candidates``).
 
 The teacher budget is identical: the sets come from the same scored probabilities, so no arm costs one more
-teacher token. Early stopping watches agreement with the teacher on dev, as the pipeline does. Every student is
+teacher token. Early stopping watches the gold dev labels, as the pipeline does by default. Every student is
 scored on the same gold test texts; differences are paired over texts (each text's correctness averaged over the
 seeds, percentile bootstrap), so the text-to-text variation the arms share cancels.
 
@@ -107,7 +107,7 @@ def main() -> None:
     teacher = annotate(args.run_dir, args)
     run = Run(args.run_dir)
     pool = inputs.annotated_split(run, tables.POOL)
-    dev_texts, dev_teacher = inputs.teacher_dev(run)
+    dev_texts, dev_labels, _ = inputs.dev_targets(run, "auto")
     test = inputs.gold_test(run)
     gold = test["gold_index"].astype(int).to_numpy()
     teacher_pred = np.stack([np.asarray(p) for p in test["teacher_probs"]]).argmax(1)
@@ -132,7 +132,7 @@ def main() -> None:
         runs = []
         for seed in range(args.seeds):
             t0 = time.perf_counter()
-            fitted = fit(cfg, examples, dev_texts, dev_teacher, LABELS, seed=seed)
+            fitted = fit(cfg, examples, dev_texts, dev_labels, LABELS, seed=seed)
             pred = predict_probs(fitted.model, fitted.tokenizer, test["text"].tolist(), max_length=64).argmax(1)
             correct[arm].append((pred == gold).astype(float))
             runs.append({"seed": seed, "accuracy": float((pred == gold).mean()), "macro_f1": macro_f1(gold, pred, 2),

@@ -109,3 +109,22 @@ def test_gold_seed_baseline_gets_as_many_steps_as_the_student():
     assert total_steps(cfg.loop, 100, world=1) == 10  # what the student's epochs would have given it
     fixed = ClassifierTrainConfig(loop=LoopConfig(steps=50))
     assert same_steps(fixed, 2000, 100).loop.steps == 50
+
+
+def test_early_stopping_aims_at_gold_dev_labels_when_every_dev_text_has_one(tmp_path):
+    """A near-chance teacher that says 'a' to every dev text would make agreement reward a constant student."""
+    from protege.core.errors import UserError
+    from protege.tasks.classify.inputs import dev_targets
+
+    run = Run(tmp_path / "run")
+    rows = [{"id": f"d{i}", "split": "dev", "text": f"text {i}", "gold_index": i % 2, "teacher_index": 0,
+             "teacher_probs": [0.9, 0.1]} for i in range(4)]
+    run.records.replace("annotated", rows, stage="annotate")
+    texts, labels, whose = dev_targets(run, "auto")
+    assert whose == "gold" and labels.tolist() == [0, 1, 0, 1] and texts[1] == "text 1"
+    assert dev_targets(run, "teacher")[1].tolist() == [0, 0, 0, 0]
+    rows[2]["gold_index"] = None  # one dev text without gold: auto falls back, gold is refused with the fix
+    run.records.replace("annotated", rows, stage="annotate")
+    assert dev_targets(run, "auto")[2] == "teacher"
+    with pytest.raises(UserError, match="1 of 4 dev texts have no gold label.*dev_target: auto"):
+        dev_targets(run, "gold")

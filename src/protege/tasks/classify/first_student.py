@@ -35,7 +35,7 @@ def run(ctx: "StageContext") -> dict[str, Any]:
     pool = inputs.annotated_split(ctx.run, tables.POOL)
     rng = np.random.default_rng(ctx.seed)
     sample = pool.iloc[np.sort(rng.permutation(len(pool))[: cfg.examples])]
-    dev_texts, dev_labels = inputs.teacher_dev(ctx.run)
+    dev_texts, dev_labels, _ = inputs.dev_targets(ctx.run, train_cfg.dev_target)
     loop = train_cfg.loop.model_copy(update={"epochs": cfg.epochs, "steps": None})
     fitted = fit(train_cfg.model_copy(update={"loop": loop}),
                  inputs.teacher_examples(sample, train_cfg.targets, labels), dev_texts, dev_labels, labels,

@@ -73,9 +73,24 @@ def annotated_split(run: Run, split: str) -> pd.DataFrame:
 
 
 def teacher_dev(run: Run) -> tuple[list[str], np.ndarray]:
-    """Dev texts and the teacher's labels for them: what early stopping and augmentation aim at."""
+    """Dev texts and the teacher's labels for them: what augmentation aims at."""
     dev = annotated_split(run, tables.DEV)
     return dev["text"].tolist(), dev["teacher_index"].to_numpy(dtype=np.int64)
+
+
+def dev_targets(run: Run, how: str) -> tuple[list[str], np.ndarray, str]:
+    """Dev texts, the labels early stopping aims at, and whose they are (``gold`` or ``teacher``), for
+    ``train.dev_target`` ``how``: gold when asked, or with ``auto`` when every dev text has a gold label."""
+    dev = annotated_split(run, tables.DEV)
+    gold = dev["gold_index"].fillna(-1).astype(int).to_numpy() if "gold_index" in dev.columns else np.array([])
+    complete = len(dev) > 0 and gold.size == len(dev) and bool((gold >= 0).all())
+    if how == "gold" and not complete:
+        raise UserError(f"train.dev_target: gold, but {int((gold < 0).sum()) if gold.size else len(dev)} of "
+                        f"{len(dev)} dev texts have no gold label; give the dev split gold labels or set "
+                        "train.dev_target: auto (teacher labels when gold is missing)")
+    if how == "gold" or (how == "auto" and complete):
+        return dev["text"].tolist(), gold.astype(np.int64), "gold"
+    return dev["text"].tolist(), dev["teacher_index"].to_numpy(dtype=np.int64), "teacher"
 
 
 def gold_seed(run: Run, num_labels: int) -> Examples:

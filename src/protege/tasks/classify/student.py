@@ -75,6 +75,12 @@ class ClassifierTrainConfig(Section):
         description="Fractions of the training examples on which extra students are trained (nested subsets), "
         "for the report's accuracy-against-examples plot; [] skips them.",
     )
+    dev_target: Literal["auto", "gold", "teacher"] = Field(
+        "auto", description="What early stopping and the kept weights aim at on the dev split: its gold labels, or "
+        "the teacher's labels there (agreement with the teacher); auto: gold when every dev text has a gold label. "
+        "A near-chance teacher that gives one label to most dev texts makes agreement reward a student that "
+        "answers that label always."
+    )
     train_table: Optional[str] = Field(
         tables.SELECTED, description="Record table the teacher-labelled training examples come from; null: none, "
         "the gold seed alone (needs use_gold), e.g. when augment's written texts are the only teacher data."
@@ -89,7 +95,7 @@ class ClassifierTrainConfig(Section):
     loop: LoopConfig = Field(
         default_factory=_default_loop,
         description="The training loop: epochs or steps, batch, lr, evaluation and early stopping (metric "
-        "dev_accuracy: agreement with the teacher's labels on the dev split).",
+        "dev_accuracy: on the dev split, against the labels dev_target names).",
     )
 
     def named_models(self) -> dict[str, str]:
@@ -272,8 +278,8 @@ def fit(
 ) -> Fitted:
     """Fine-tune a fresh copy of ``config.student`` on ``train`` with the shared training loop.
 
-    ``dev_labels`` are the labels early stopping aims at (the teacher's on the dev split unless the recipe
-    gives gold); the weights with the best dev accuracy are returned.
+    ``dev_labels`` are the labels early stopping aims at (:func:`~protege.tasks.classify.inputs.dev_targets`);
+    the weights with the best dev accuracy are returned.
     """
 
     if train.num_labels != len(labels):

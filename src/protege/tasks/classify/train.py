@@ -1,9 +1,9 @@
 """The ``train`` stage for classification: the student on the teacher's labels, and the students it is compared with.
 
-Writes ``artifacts/student/`` (the student, best dev agreement with the teacher), and when the recipe asks,
-``artifacts/students/gold_seed_student/`` (same trainer, gold seed labels only) and
-``artifacts/students/curve-<n>/`` (trained on the first n of a fixed shuffle of the training texts, for the
-report's learning curve). ``artifacts/train.json`` lists them with what each was trained on.
+Writes ``artifacts/student/`` (the student, the weights with the best dev accuracy against
+``train.dev_target``), and when the recipe asks, ``artifacts/students/gold_seed_student/`` (same trainer, gold
+seed labels only) and ``artifacts/students/curve-<n>/`` (trained on the first n of a fixed shuffle of the
+training texts, for the report's learning curve). ``artifacts/train.json`` lists them with what each was trained on.
 """
 
 from __future__ import annotations
@@ -46,15 +46,16 @@ def train_and_save(ctx: "StageContext", name: str, examples: Examples, folder: t
     """Fit one student, save it under ``artifacts/<folder>``, drop its resume checkpoints; returns its entry."""
     cfg = cfg or ctx.config
     labels = ctx.require_task().labels
-    dev_texts, dev_labels = inputs.teacher_dev(ctx.run)
+    dev_texts, dev_labels, whose = inputs.dev_targets(ctx.run, cfg.dev_target)
     fitted = fit(cfg, examples, dev_texts, dev_labels, labels, run=ctx.run, name=name, seed=ctx.seed)
     target = ctx.run.artifact(*folder)
     entry = {"path": str(target.relative_to(ctx.run.artifacts)), "examples": len(examples), **info,
              "base_model": cfg.student,
-             "steps": fitted.result.steps, "best_dev_accuracy": fitted.result.best,
+             "steps": fitted.result.steps, "best_dev_accuracy": fitted.result.best, "dev_target": whose,
              "stopped_early": fitted.result.stopped_early, "seconds": round(fitted.result.seconds, 1)}
     save_student(fitted.model, fitted.tokenizer, target, labels=labels, info={**entry, "max_length": cfg.max_length})
-    agreement = (f", dev agreement with the teacher {fitted.result.best:.1%}" if fitted.result.best is not None
+    against = "gold labels" if whose == "gold" else "the teacher's labels"
+    agreement = (f", best dev accuracy against {against} {fitted.result.best:.1%}" if fitted.result.best is not None
                  else "")
     console.info(f"train: {name}: {len(examples)} examples, {fitted.result.steps} steps{agreement}")
     return entry
