@@ -15,7 +15,7 @@ import pytest
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(TESTS / "tasks" / "classify"))
-from fakes import tiny_llama, word_tokenizer  # noqa: E402
+from fakes import saved_tiny_teacher  # noqa: E402
 from tiny_tagger import build_tiny_tagger_base  # noqa: E402
 
 SCRIPT = TESTS.parent / "benchmarks" / "absa.py"
@@ -75,10 +75,7 @@ def test_units_run_in_parallel_processes_and_polarity_is_scored_once(tmp_path, m
     monkeypatch.setenv("PROTEGE_ABSA_DIR", str(absa_dir))
     monkeypatch.setenv("PROTEGE_DS2_DIR", str(ds2_dir))
     student = build_tiny_tagger_base(tmp_path / "student")
-    teacher = tmp_path / "teacher"
-    tokenizer = word_tokenizer()
-    tiny_llama(len(tokenizer)).save_pretrained(teacher)
-    tokenizer.save_pretrained(teacher)
+    teacher = saved_tiny_teacher(tmp_path / "teacher")
     out, logs = tmp_path / "results", tmp_path / "logs"
     argv = ["--settings", "lap:2", "--seeds", "0,1", "--variants", "seed,polarity", "--steps", "3",
             "--dev-size", "4", "--student", str(student), "--teacher", str(teacher), "--out", str(out),

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks" / "classify"))  # the tiny encoder's home
-from fakes import tiny_llama, word_tokenizer  # noqa: E402
+from fakes import saved_tiny_teacher  # noqa: E402
 from tiny_encoder import WORDS, build_tiny_encoder  # noqa: E402
 
 pytest.importorskip("bm25s")
@@ -137,10 +137,7 @@ def test_sets_run_in_parallel_processes_and_a_result_at_another_budget_is_redone
     bench = load_benchmark()
     sst2, collection = write_fixtures(tmp_path)
     encoder = headless_encoder(tmp_path / "encoder")
-    teacher = tmp_path / "teacher"
-    tokenizer = word_tokenizer()
-    tiny_llama(len(tokenizer)).save_pretrained(teacher)
-    tokenizer.save_pretrained(teacher)
+    teacher = saved_tiny_teacher(tmp_path / "teacher")
     out, runs = tmp_path / "results", tmp_path / "runs"
     argv = ["--sets", "sst2,fin", "--seed", "12", "--dev", "12", "--pool", "30", "--test", "16", "--epochs", "1",
             "--student", str(encoder), "--teacher", str(teacher), "--sst2-dir", str(sst2),

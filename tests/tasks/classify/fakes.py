@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -75,3 +76,11 @@ def tiny_llama(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
         num_key_value_heads=2, max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=2,
     )
     return LlamaForCausalLM(config).eval()
+
+
+def saved_tiny_teacher(folder: Path) -> Path:
+    """A tiny random Llama with the word tokenizer, saved as a model folder the hf backend loads by path."""
+    tokenizer = word_tokenizer()
+    tiny_llama(len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

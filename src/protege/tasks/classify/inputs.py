@@ -72,12 +72,6 @@ def annotated_split(run: Run, split: str) -> pd.DataFrame:
                  f"keep '{split}' in annotate.tables so the teacher labels it")
 
 
-def teacher_dev(run: Run) -> tuple[list[str], np.ndarray]:
-    """Dev texts and the teacher's labels for them: what augmentation aims at."""
-    dev = annotated_split(run, tables.DEV)
-    return dev["text"].tolist(), dev["teacher_index"].to_numpy(dtype=np.int64)
-
-
 def dev_targets(run: Run, how: str) -> tuple[list[str], np.ndarray, str]:
     """Dev texts, the labels early stopping aims at, and whose they are (``gold`` or ``teacher``), for
     ``train.dev_target`` ``how``: gold when asked, or with ``auto`` when every dev text has a gold label."""
