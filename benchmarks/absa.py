@@ -138,6 +138,11 @@ def scores_path(dataset: str, pct: str, args) -> Path:
     return args.out / "absa-ledger" / f"polarity-{dataset}-{pct}-{Path(args.teacher).name}-{args.polarity_rows}.json"
 
 
+def whole_file(setting: Setting, args) -> bool:
+    """Whether the polarity subset holds every normalised row (then ``subset`` and ``normalised`` coincide)."""
+    return args.polarity_rows >= len(setting.normalised())
+
+
 def polarity_scores(setting: Setting, args) -> dict:
     """The teacher's calibrated polarity distribution for every aspect of the subset, once per setting:
     kept in a cache file beside the setting's own ledger (the teacher calls themselves are in the ledger, so an
@@ -401,7 +406,12 @@ def units(args, done: set) -> list[str]:
     todo = []
     for setting in args.settings.split(","):
         dataset, pct = setting.split(":")
-        cells = [f"{dataset}:{pct}:{v}:{s}" for v in args.variants for s in args.seeds]
+        variants = args.variants
+        if "subset" in variants and whole_file(Setting(dataset, pct, args), args):
+            print(f"{setting}: the {args.polarity_rows}-row subset is the whole synthetic file, so 'subset' is "
+                  f"'normalised' (not trained twice)", flush=True)
+            variants = [v for v in variants if v != "subset"]
+        cells = [f"{dataset}:{pct}:{v}:{s}" for v in variants for s in args.seeds]
         cells = [c for c in cells if c not in done]
         if any(scores_first(c) for c in cells) and not scores_path(dataset, pct, args).exists():
             todo.append(f"{dataset}:{pct}:polarity-scores")

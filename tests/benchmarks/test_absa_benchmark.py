@@ -132,3 +132,15 @@ def test_an_unknown_variant_is_an_error_naming_the_choices(capsys):
     with pytest.raises(SystemExit):
         load_benchmark().main(["--variants", "seed,nonsense", "--summarise-only"])
     assert "choose from seed" in capsys.readouterr().err
+
+
+def test_a_subset_that_is_the_whole_file_is_not_trained_as_its_own_variant(tmp_path, monkeypatch):
+    absa_dir, ds2_dir = write_data(tmp_path)
+    monkeypatch.setenv("PROTEGE_ABSA_DIR", str(absa_dir))
+    monkeypatch.setenv("PROTEGE_DS2_DIR", str(ds2_dir))
+    bench = load_benchmark()
+    args = argparse.Namespace(settings="lap:2", variants=["normalised", "subset"], seeds=[0], dev_size=4,
+                              out=tmp_path, teacher="t", live=0)
+    assert bench.units(argparse.Namespace(**vars(args), polarity_rows=8), set()) == [
+        "lap:2:normalised:0", "lap:2:subset:0"]
+    assert bench.units(argparse.Namespace(**vars(args), polarity_rows=12), set()) == ["lap:2:normalised:0"]
