@@ -11,12 +11,15 @@ from that seed) and each training seed, the MiniLM tagger is trained on:
 - ``polarity``: + the same subset, polarities scored by the embedded SmolLM2-135M teacher (soft targets);
 - ``full``: the full training split (the ceiling).
 
-Scoring all ~10k synthetic aspects of a file takes the one-thread teacher about 45 minutes, so the teacher
-scores a subset and ``subset`` is its control: the two differ only in who gave the polarities. Synthetic rows weigh ``--weight`` (0.5). Scores are on the whole test split: pair F1 and aspect F1, averaged
-over training seeds, with a 95 % percentile bootstrap interval over *test sentences* (each resample scores
-every seed's predictions on the same resampled sentences, then averages over seeds). ``--live N`` also runs
-the embedded teacher's live instance-stream synthesis on N prompts (laptops 2 %): parse and grounding rates,
-and seed + those rows against the seed alone.
+Scoring all ~10k synthetic aspects of a file takes the one-thread teacher 40-90 minutes (2-4 aspects a second, by
+load), so the teacher scores a subset and ``subset`` is its control: the two differ only in who gave the
+polarities. Synthetic rows weigh ``--weight`` (0.5). Scores are on the whole test split: pair F1 and aspect F1,
+averaged over training seeds, with a 95 % percentile bootstrap interval over *test sentences* (each resample
+scores every seed's predictions on the same resampled sentences, then averages over seeds), and each variant's
+paired difference in pair F1 to the one it adds to (``AGAINST``: the seed alone; the teacher's polarities against
+the same rows with GPT-3.5's; refinement against plain normalisation), on the same resampled sentences and the
+training seeds both have. ``--live N`` also runs the embedded teacher's live instance-stream synthesis on N
+prompts (laptops 2 %): parse and grounding rates, and seed + those rows against the seed alone.
 
 Units of work: one tagger (``dataset:pct:variant:seed``), a setting's polarity scoring
 (``dataset:pct:polarity-scores``: the aspects of the subset scored once per setting, not per seed,
@@ -56,7 +59,8 @@ from protege.models.ledgered import LedgeredTeacher
 from protege.tasks.absa import synth_plan
 from protege.tasks.absa.data import load_ds2_synthetic, load_semeval
 from protege.tasks.absa.ground import normalise
-from protege.tasks.absa.metrics import aspect_scores, generation_rates, labels_of, pair_scores
+from protege.evaluate.intervals import micro_f1
+from protege.tasks.absa.metrics import aspect_scores, generation_rates, labels_of, pair_scores, sentence_counts
 from protege.tasks.absa.polarity import calibrate_polarities, polarity_words, score_aspects
 from protege.tasks.absa.prompts import read_written
 from protege.tasks.absa.refine import RefineConfig
@@ -193,21 +197,6 @@ def polarity_rows(setting: Setting, args) -> tuple[list[AbsaExample], dict, dict
                          "scoring_seconds": cached["seconds"]}
 
 
-def bootstrap(gold, preds: list[dict], score, n: int = 1000) -> tuple[float, float, float]:
-    ids = list(gold)
-    point = float(np.mean([score(gold, p).f1 for p in preds]))
-    rng = np.random.default_rng(0)
-    stats = []
-    for _ in range(n):
-        pick = rng.integers(0, len(ids), len(ids))
-        g = {f"{j}": gold[ids[i]] for j, i in enumerate(pick)}
-        stats.append(
-            np.mean([score(g, {f"{j}": p.get(ids[i], ()) for j, i in enumerate(pick)}).f1 for p in preds])
-        )
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return point, float(lo), float(hi)
-
-
 def run_cell(setting: Setting, variant: str, s: int, args, log: Path) -> None:
     """Train and score one tagger: ``variant`` of ``setting`` at training seed ``s``; appends its record."""
     key = f"{setting.dataset}:{setting.pct}:{variant}:{s}"
@@ -334,11 +323,20 @@ def from_run(run_dir: Path, log: Path, done: set) -> None:
         print(f"{key} (from {run_dir}): pair F1 {record['pair']['f1']:.3f}", flush=True)
 
 
-def summarise(log: Path) -> dict:
+# Each variant against the one it adds to: the seed alone (what synthetic data buys), the teacher's polarities
+# against the same rows with GPT-3.5's (or all normalised rows where the subset is the whole file), refinement
+# against plain normalisation.
+AGAINST = {"raw": ("seed",), "normalised": ("seed",), "refined": ("seed", "normalised"), "subset": ("seed",),
+           "polarity": ("seed", "subset", "normalised"), "full": ("seed",)}
+
+
+def summarise(log: Path, resamples: int = 1000) -> dict:
+    """Per (setting, variant): pair and aspect F1 with 95 % intervals, and paired differences (``AGAINST``)."""
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     out: dict = {
-        "interval": "95 % percentile bootstrap over test sentences (1000 resamples) of the mean over "
-        "training seeds",
+        "interval": f"95 % percentile bootstrap over test sentences ({resamples} resamples) of the mean over "
+        "training seeds; differences paired on the same resampled sentences and the training seeds both "
+        "variants have",
         "rows": [],
     }
     groups: dict = {}
@@ -346,32 +344,51 @@ def summarise(log: Path) -> dict:
         if r["key"].startswith("live"):  # live:N (rates), live-train:N (seed + live rows)
             out.setdefault("live", {})[r["key"]] = r
             continue
-        groups.setdefault((r["dataset"], r["seed_pct"], r["variant"]), []).append(r)
-    for (dataset, pct, variant), rs in groups.items():
-        test = load_semeval(dataset, "test", TASK).examples
-        gold = labels_of(test)
-        preds = [
-            {
-                i: tuple(Aspect(a["from"], a["to"], a["target"], a["polarity"]) for a in v)
-                for i, v in r["pred"].items()
-            }
-            for r in rs
-        ]
-        pair, aspect = bootstrap(gold, preds, pair_scores), bootstrap(gold, preds, aspect_scores)
-        out["rows"].append(
-            {
+        groups.setdefault((r["dataset"], r["seed_pct"]), {}).setdefault(r["variant"], {})[r["training_seed"]] = r
+    rng = np.random.default_rng(0)
+    for (dataset, pct), variants in groups.items():
+        gold = labels_of(load_semeval(dataset, "test", TASK).examples)
+        ids = sorted(gold)
+        rows = rng.integers(0, len(ids), (resamples, len(ids)))
+        whole = np.arange(len(ids))[None, :]
+        counts: dict = {}
+        for variant, by_seed in variants.items():
+            for s, r in by_seed.items():
+                pred = {i: tuple(Aspect(a["from"], a["to"], a["target"], a["polarity"]) for a in v)
+                        for i, v in r["pred"].items()}
+                counts[variant, s] = (sentence_counts(gold, pred, ids), sentence_counts(gold, pred, ids, False))
+
+        def scored(variant: str, seeds: list[int], k: int, on: np.ndarray) -> np.ndarray:
+            return micro_f1([counts[variant, s][k] for s in seeds], on)
+
+        for variant, by_seed in variants.items():
+            seeds = sorted(by_seed)
+            row = {
                 "dataset": dataset,
                 "seed_pct": pct,
                 "variant": variant,
-                "seeds": [r["training_seed"] for r in rs],
-                "train_rows": sorted({r["train_rows"] for r in rs}),  # differ only where a cell came --from-run
-                "pair_f1": pair,
-                "aspect_f1": aspect,
-                "pair_f1_per_seed": [r["pair"]["f1"] for r in rs],
-                "seconds": [r["seconds"] for r in rs],
-                **{k: rs[0][k] for k in ("agreement_with_gpt35", "scoring_seconds", "rounds") if k in rs[0]},
+                "seeds": seeds,
+                "train_rows": sorted({r["train_rows"] for r in by_seed.values()}),  # differ only for --from-run
+                "pair_f1_per_seed": [by_seed[s]["pair"]["f1"] for s in seeds],
+                "seconds": [by_seed[s]["seconds"] for s in seeds],
+                **{k: by_seed[seeds[0]][k] for k in ("agreement_with_gpt35", "scoring_seconds")
+                   if k in by_seed[seeds[0]]},
+                "rounds": [by_seed[s]["rounds"] for s in seeds if "rounds" in by_seed[s]],
             }
-        )
+            for k, name in ((0, "pair_f1"), (1, "aspect_f1")):
+                row[name] = [float(scored(variant, seeds, k, whole)[0]),
+                             *map(float, np.percentile(scored(variant, seeds, k, rows), [2.5, 97.5]))]
+            row["vs"] = {}
+            for other in AGAINST.get(variant, ()):
+                both = sorted(set(seeds) & set(variants.get(other, {})))
+                if not both:
+                    continue
+                diff = scored(variant, both, 0, rows) - scored(other, both, 0, rows)
+                point = float(scored(variant, both, 0, whole)[0] - scored(other, both, 0, whole)[0])
+                lo, hi = map(float, np.percentile(diff, [2.5, 97.5]))
+                row["vs"][other] = {"seeds": both, "pair_f1_difference": [point, lo, hi],
+                                    "inside_noise": lo <= 0 <= hi}
+            out["rows"].append(row)
     return out
 
 
@@ -381,20 +398,35 @@ LABELS = {"seed": "seed alone", "raw": "+ raw GPT-3.5 rows (verbatim terms only)
           "polarity": "+ the same subset, polarities scored by SmolLM2-135M (soft)", "full": "full training split (ceiling)"}
 
 
+def _difference(row: dict, other: str) -> str:
+    vs = row["vs"].get(other)
+    if vs is None:
+        return ""
+    d, lo, hi = vs["pair_f1_difference"]
+    return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" + (" (noise)" if vs["inside_noise"] else "")
+
+
 def table(summary: dict) -> str:
-    """The markdown table of ``summarise``: one line per (setting, variant), settings and variants in order."""
+    """The markdown tables of ``summarise``: one line per (setting, variant), settings and variants in order;
+    then the comparisons that are not against the seed alone."""
     lines = ["| setting | tagger trained on | train rows | seeds | pair F1 [95 % CI] | aspect F1 [95 % CI] | "
-             "pair F1 per seed |", "|---|---|---|---|---|---|---|"]
+             "pair F1 − seed alone [95 % CI] | pair F1 per seed |", "|---|---|---|---|---|---|---|---|"]
     order = list(FILES)
     rows = sorted(summary["rows"], key=lambda r: (order.index((r["dataset"], r["seed_pct"])),
                                                    list(LABELS).index(r["variant"])))
+    extra = []
     for r in rows:
         pair, aspect = r["pair_f1"], r["aspect_f1"]
         per_seed = ", ".join(f"{s}: {f:.3f}" for s, f in sorted(zip(r["seeds"], r["pair_f1_per_seed"])))
         rows_ = " / ".join(f"{n:,}" for n in r["train_rows"])
-        lines.append(f"| {r['dataset']} {r['seed_pct']} % | {LABELS[r['variant']]} | {rows_} | "
+        setting = f"{r['dataset']} {r['seed_pct']} %"
+        lines.append(f"| {setting} | {LABELS[r['variant']]} | {rows_} | "
                      f"{len(r['seeds'])} | {pair[0]:.3f} [{pair[1]:.3f}, {pair[2]:.3f}] | "
-                     f"{aspect[0]:.3f} [{aspect[1]:.3f}, {aspect[2]:.3f}] | {per_seed} |")
+                     f"{aspect[0]:.3f} [{aspect[1]:.3f}, {aspect[2]:.3f}] | {_difference(r, 'seed')} | {per_seed} |")
+        extra += [f"| {setting} | {r['variant']} − {other} | {', '.join(map(str, r['vs'][other]['seeds']))} | "
+                  f"{_difference(r, other)} |" for other in r["vs"] if other != "seed"]
+    if extra:
+        lines += ["", "| setting | comparison | seeds | pair F1 difference [95 % CI] |", "|---|---|---|---|", *extra]
     return "\n".join(lines) + "\n"
 
 

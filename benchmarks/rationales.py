@@ -49,7 +49,8 @@ from protege.models.config import TeacherConfig
 from protege.models.factory import make_teacher
 from protege.models.ledgered import LedgeredTeacher
 from protege.tasks.absa.data import load_semeval
-from protege.tasks.absa.metrics import aspect_scores, labels_of, pair_scores
+from protege.evaluate.intervals import micro_f1
+from protege.tasks.absa.metrics import aspect_scores, labels_of, pair_scores, sentence_counts
 from protege.tasks.absa.pretrain import PretrainConfig, pretrain_encoder
 from protege.tasks.absa.prompts import analysis_prompt
 from protege.tasks.absa.rationales import quality, rationale_row, reviews_path
@@ -222,21 +223,6 @@ def generative_cmd(args, done: set) -> None:
                    pre_steps=args.pre_steps if arm != "none" else 0, ft_steps=args.ft_steps, **extra)
 
 
-def _counts(gold: dict, pred: dict, ids: list[str]) -> np.ndarray:
-    """Per test sentence: (matched pairs, predicted pairs, gold pairs), shape (3, N)."""
-    rows = [pair_scores({i: gold[i]}, {i: pred.get(i, ())}) for i in ids]
-    return np.array([[r.matched for r in rows], [r.predicted for r in rows], [r.gold for r in rows]], float)
-
-
-def _f1(counts: list[np.ndarray], pick: np.ndarray) -> np.ndarray:
-    """Micro pair F1 = 2M / (P + G) on each row of resampled sentence indices, averaged over seeds."""
-    scores = []
-    for c in counts:
-        m, p, g = (c[k][pick].sum(-1) for k in range(3))
-        scores.append(np.where(p + g > 0, 2 * m / np.maximum(p + g, 1), 0.0))
-    return np.mean(scores, axis=0)
-
-
 def summarise(n_boot: int = 1000) -> dict:
     records = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()] if RUNS.exists() else []
     test = {e.id: e.aspects for e in load_semeval("lap", "test", TASK).examples}
@@ -254,23 +240,25 @@ def summarise(n_boot: int = 1000) -> dict:
     for (family, config), arms in groups.items():
         ids = sorted(next(iter(next(iter(arms.values())).values()))[1])
         gold = {i: test[i] for i in ids}
-        counts = {arm: {s: _counts(gold, p, ids) for s, (_, p) in by_seed.items()} for arm, by_seed in arms.items()}
+        counts = {arm: {s: sentence_counts(gold, p, ids) for s, (_, p) in by_seed.items()}
+                  for arm, by_seed in arms.items()}
         picks = rng.integers(0, len(ids), (n_boot, len(ids)))
         whole = np.arange(len(ids))[None, :]
         for arm, by_seed in arms.items():
             seeds = sorted(by_seed)
             own = [counts[arm][s] for s in seeds]
             row = {"family": family, "config": config, "arm": arm, "seeds": seeds,
-                   "pair_f1": float(_f1(own, whole)[0]),
-                   "interval": list(np.percentile(_f1(own, picks), [2.5, 97.5])),
+                   "pair_f1": float(micro_f1(own, whole)[0]),
+                   "interval": list(np.percentile(micro_f1(own, picks), [2.5, 97.5])),
                    "pair_f1_per_seed": [by_seed[s][0]["pair"]["f1"] for s in seeds],
                    "seconds": [by_seed[s][0]["seconds"] for s in seeds],
                    **{k: by_seed[seeds[0]][0][k] for k in ("texts", "health") if k in by_seed[seeds[0]][0]}}
             both = sorted(set(seeds) & set(arms.get("none", {}))) if arm != "none" else []
             if both:
                 mine, base = [counts[arm][s] for s in both], [counts["none"][s] for s in both]
-                diff = _f1(mine, picks) - _f1(base, picks)
-                row["vs_none"] = {"seeds": both, "difference": float(_f1(mine, whole)[0] - _f1(base, whole)[0]),
+                diff = micro_f1(mine, picks) - micro_f1(base, picks)
+                row["vs_none"] = {"seeds": both,
+                                  "difference": float(micro_f1(mine, whole)[0] - micro_f1(base, whole)[0]),
                                   "interval": list(np.percentile(diff, [2.5, 97.5]))}
             out["rows"].append(row)
     return out

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from protege.evaluate.intervals import bootstrap_metric, paired_bootstrap, wilson
+from protege.evaluate.intervals import bootstrap_metric, micro_f1, paired_bootstrap, wilson
 from protege.evaluate.metrics import macro_f1
 
 
@@ -106,3 +106,16 @@ def test_bootstrap_metric_brackets_macro_f1_and_narrows_with_more_items():
     assert bootstrap_metric(lambda rows: 1.0, 5, resamples=10) == (1.0, 1.0)
     with pytest.raises(ValueError, match="at least one"):
         bootstrap_metric(lambda rows: 0.0, 0)
+
+
+def test_micro_f1_of_counts_is_the_pooled_f1_and_averages_runs():
+    # Two runs over three items: (matched, predicted, gold) per item.
+    a = np.array([[1, 0, 2], [2, 1, 2], [1, 1, 3]], float)
+    b = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 3]], float)
+    whole = np.arange(3)[None, :]
+    f1_a = 2 * 3 / (5 + 5)  # pooled over items, not the mean of per-item F1s
+    assert micro_f1([a], whole)[0] == pytest.approx(f1_a)
+    assert micro_f1([a, b], whole)[0] == pytest.approx((f1_a + 0.0) / 2)
+    # Resampled rows: item 2 drawn twice counts twice; an empty draw (no predicted, no gold) scores 0.
+    assert micro_f1([a], np.array([[2, 2, 0]]))[0] == pytest.approx(2 * 5 / (6 + 7))
+    assert micro_f1([np.zeros((3, 2))], np.array([[0, 1], [1, 1]])).tolist() == [0.0, 0.0]

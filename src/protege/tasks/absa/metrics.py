@@ -15,6 +15,7 @@ A label set is a mapping ``sentence id -> aspects``. Scores are micro-averaged o
 Precision of an empty prediction set and recall of an empty gold set are 0, not undefined.
 :func:`multi_polarity_ids` selects the sentences whose gold aspects carry several distinct polarities, the
 hard case for a model that tends to give one polarity to the whole sentence; pass such id sets as ``subsets``.
+:func:`sentence_counts` gives the per-sentence counts behind the micro scores, for bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Collection, Mapping, Optional, Sequence
 
+import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from protege.tasks.absa.ground import Normalised
@@ -81,6 +83,14 @@ def aspect_scores(gold: Labels, pred: Labels, ids: Optional[Collection[str]] = N
     """P/R/F1 over (sentence, term), polarity ignored."""
     keep = _ids(gold, ids)
     return prf(_multiset(gold, keep, False), _multiset(pred, keep, False))
+
+
+def sentence_counts(gold: Labels, pred: Labels, ids: Sequence[str], pairs: bool = True) -> np.ndarray:
+    """``(3, len(ids))``: matched, predicted and gold pairs (or terms, ``pairs=False``) of each sentence, in the
+    order of ``ids`` — the per-item counts :func:`protege.evaluate.intervals.micro_f1` resamples."""
+    score = pair_scores if pairs else aspect_scores
+    rows = [score({i: gold[i]}, {i: pred.get(i, ())}) for i in ids]
+    return np.array([[r.matched for r in rows], [r.predicted for r in rows], [r.gold for r in rows]], float)
 
 
 def matched_polarities(gold: Labels, pred: Labels, ids: Optional[Collection[str]] = None
