@@ -7,17 +7,19 @@ from that seed) and each training seed, the MiniLM tagger is trained on:
 - ``raw``: + the GPT-3.5 rows, keeping only pairs whose term occurs verbatim (no normalisation);
 - ``normalised``: + the rows normalised (grounding, synonyms, order, de-duplication);
 - ``refined``: + the normalised rows after one round of noisy self-training;
-- ``polarity``: + the normalised rows, polarities scored by the embedded SmolLM2-135M teacher (soft targets);
+- ``subset``: + a random subset of ``--polarity-rows`` normalised rows (the same for every training seed);
+- ``polarity``: + the same subset, polarities scored by the embedded SmolLM2-135M teacher (soft targets);
 - ``full``: the full training split (the ceiling).
 
-Synthetic rows weigh ``--weight`` (0.5). Scores are on the whole test split: pair F1 and aspect F1, averaged
+Scoring all ~10k synthetic aspects of a file takes the one-thread teacher about 45 minutes, so the teacher
+scores a subset and ``subset`` is its control: the two differ only in who gave the polarities. Synthetic rows weigh ``--weight`` (0.5). Scores are on the whole test split: pair F1 and aspect F1, averaged
 over training seeds, with a 95 % percentile bootstrap interval over *test sentences* (each resample scores
 every seed's predictions on the same resampled sentences, then averages over seeds). ``--live N`` also runs
 the embedded teacher's live instance-stream synthesis on N prompts (laptops 2 %): parse and grounding rates,
 and seed + those rows against the seed alone.
 
 Units of work: one tagger (``dataset:pct:variant:seed``), a setting's polarity scoring
-(``dataset:pct:polarity-scores``: the ~10k synthetic aspects of a file scored once per setting, not per seed,
+(``dataset:pct:polarity-scores``: the aspects of the subset scored once per setting, not per seed,
 through the setting's own ledger under ``<out>/absa-ledger/``, and cached there; it runs first in its setting,
 beside the other taggers, and the setting's polarity cells wait for it), and ``live:N``. ``--jobs`` (2) units
 run at once, each in its own process at ``--threads`` (1) torch threads (``benchmarks/processes.py``), in the
@@ -74,7 +76,7 @@ FILES = {
     ("res15", "2"): "res15_all2_instance",
     ("res15", "5"): "res15_all5_instance",
 }
-VARIANTS = ("seed", "normalised", "raw", "refined", "polarity", "full")
+VARIANTS = ("seed", "normalised", "raw", "refined", "subset", "polarity", "full")
 TASK = AbsaTask()
 SCHEME = TagScheme(tuple(TASK.labels))
 
@@ -126,25 +128,30 @@ class Setting:
         norm = [AbsaExample(r.id, r.sentence, normalise(r.sentence, r.raw, TASK).aspects) for r in self.synth]
         return [e for e, r in zip(norm, self.synth) if e.aspects or not r.raw]
 
+    def subset(self, n: int) -> list[AbsaExample]:
+        """``n`` of the normalised rows, drawn once (seed 0) and kept in file order."""
+        norm = self.normalised()
+        return [norm[i] for i in sorted(random.Random(0).sample(range(len(norm)), min(n, len(norm))))]
+
 
 def scores_path(dataset: str, pct: str, args) -> Path:
-    return args.out / "absa-ledger" / f"polarity-{dataset}-{pct}-{Path(args.teacher).name}.json"
+    return args.out / "absa-ledger" / f"polarity-{dataset}-{pct}-{Path(args.teacher).name}-{args.polarity_rows}.json"
 
 
 def polarity_scores(setting: Setting, args) -> dict:
-    """The teacher's calibrated polarity distribution for every aspect of the normalised rows, once per setting:
+    """The teacher's calibrated polarity distribution for every aspect of the subset, once per setting:
     kept in a cache file beside the setting's own ledger (the teacher calls themselves are in the ledger, so an
     interrupted scoring re-pays nothing). A lock file makes a second process wait for the first one's result."""
     path = scores_path(setting.dataset, setting.pct, args)
     path.parent.mkdir(parents=True, exist_ok=True)
-    norm = setting.normalised()
+    norm = setting.subset(args.polarity_rows)
     with (path.parent / (path.name + ".lock")).open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.exists():
             cached = json.loads(path.read_text())
             if cached["ids"] != [e.id for e in norm]:
-                raise RuntimeError(f"{path} was scored for other rows than the normalised {setting.dataset} "
-                                   f"{setting.pct} % file gives now; delete it (the ledger re-answers for free)")
+                raise RuntimeError(f"{path} was scored for other rows than the {setting.dataset} {setting.pct} % "
+                                   f"subset gives now; delete it (the ledger re-answers for free)")
             return cached
         t = teacher(args.out / "absa-ledger" / f"{setting.dataset}-{setting.pct}", args)
         items = [(e.sentence, a.term) for e in norm for a in e.aspects]
@@ -168,14 +175,14 @@ def polarity_scores(setting: Setting, args) -> dict:
 
 
 def polarity_rows(setting: Setting, args) -> tuple[list[AbsaExample], dict, dict]:
-    """The normalised rows relabelled with the teacher's most likely polarity, their distributions (soft
+    """The subset's rows relabelled with the teacher's most likely polarity, their distributions (soft
     targets) and what to record about the scoring."""
     cached = polarity_scores(setting, args)
     dists = cached["distributions"]
     rows = [
         AbsaExample(e.id, e.sentence, tuple(Aspect(a.start, a.end, a.term, max(q, key=q.get))
                                             for a, q in zip(e.aspects, dists[e.id])))
-        for e in setting.normalised()
+        for e in setting.subset(args.polarity_rows)
     ]
     return rows, dists, {"agreement_with_gpt35": cached["agreement_with_gpt35"],
                          "scoring_seconds": cached["seconds"]}
@@ -209,6 +216,8 @@ def run_cell(setting: Setting, variant: str, s: int, args, log: Path) -> None:
         train = training_set(setting.seed, setting.raw(), args.weight)
     elif variant == "normalised":
         train = training_set(setting.seed, setting.normalised(), args.weight)
+    elif variant == "subset":
+        train = training_set(setting.seed, setting.subset(args.polarity_rows), args.weight)
     elif variant == "refined":
         refined, hist = self_train(tagger_config(args, noisy=True), RefineConfig(), 1, setting.seed,
                                    setting.normalised(), setting.dev, SCHEME, args.weight, random_seed=100 + s)
@@ -363,7 +372,8 @@ def summarise(log: Path) -> dict:
 
 LABELS = {"seed": "seed alone", "raw": "+ raw GPT-3.5 rows (verbatim terms only)", "normalised": "+ normalised rows",
           "refined": "+ refined rows (1 noisy self-training round)",
-          "polarity": "+ normalised rows, polarities scored by SmolLM2-135M (soft)", "full": "full training split (ceiling)"}
+          "subset": "+ a random subset of the normalised rows (control of the next line)",
+          "polarity": "+ the same subset, polarities scored by SmolLM2-135M (soft)", "full": "full training split (ceiling)"}
 
 
 def table(summary: dict) -> str:
@@ -444,7 +454,7 @@ def run_all(todo: list[str], argv: list[str], args, log: Path) -> None:
         scored = [json.loads(f.read_text()) for f in (args.out / "absa-ledger").glob("polarity-*.json")]
         if kind(unit) == "polarity-scores" and scored:  # per aspect, from the settings already scored
             rate = sum(c["seconds"] for c in scored) / max(1, sum(c["aspects"] for c in scored))
-            return rate * sum(len(e.aspects) for e in Setting(parts[0], parts[1], args).normalised())
+            return rate * sum(len(e.aspects) for e in Setting(parts[0], parts[1], args).subset(args.polarity_rows))
         return tagger * (2 if kind(unit) == "refined" and not same else 1)  # refined trains twice
 
     def skip(unit: Unit) -> Optional[str]:
@@ -484,6 +494,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--weight", type=float, default=0.5)
+    ap.add_argument("--polarity-rows", type=int, default=1000, help="the synthetic rows the teacher scores "
+                    "(a random subset; ``subset`` trains on the same rows with GPT-3.5's polarities)")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--dev-size", type=int, default=150)
     ap.add_argument("--live", type=int, default=0, help="also the live embedded-teacher synthesis on N prompts")

@@ -77,40 +77,47 @@ def test_units_run_in_parallel_processes_and_polarity_is_scored_once(tmp_path, m
     student = build_tiny_tagger_base(tmp_path / "student")
     teacher = saved_tiny_teacher(tmp_path / "teacher")
     out, logs = tmp_path / "results", tmp_path / "logs"
-    argv = ["--settings", "lap:2", "--seeds", "0,1", "--variants", "seed,polarity", "--steps", "3",
+    argv = ["--settings", "lap:2", "--seeds", "0,1", "--variants", "seed,subset,polarity", "--steps", "3",
             "--dev-size", "4", "--student", str(student), "--teacher", str(teacher), "--out", str(out),
-            "--logs", str(logs), "--jobs", "2", "--threads", "1"]
+            "--logs", str(logs), "--polarity-rows", "8", "--jobs", "2", "--threads", "1"]
     bench = load_benchmark()
     summary = bench.main(argv)
 
     lines = (out / "absa-runs.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]  # two children appended: every line is one whole record
-    assert sorted(r["key"] for r in records) == ["lap:2:polarity:0", "lap:2:polarity:1", "lap:2:seed:0",
-                                                 "lap:2:seed:1"]
-    units = ["lap:2:seed:0", "lap:2:seed:1", "lap:2:polarity-scores", "lap:2:polarity:0", "lap:2:polarity:1"]
+    cells = [f"lap:2:{v}:{s}" for v in ("seed", "subset", "polarity") for s in (0, 1)]
+    assert sorted(r["key"] for r in records) == sorted(cells)
+    units = [*cells, "lap:2:polarity-scores"]
     assert sorted(p.stem for p in logs.glob("*.log")) == sorted(units)
-    # Scored once, in its own unit; the polarity cells read the cache (12 rows, 12 aspects).
-    assert "scored 12/12 aspects" in (logs / "lap:2:polarity-scores.log").read_text()
+    # Scored once, in its own unit, for the 8-row subset only (one aspect a row); the polarity cells read the cache.
+    assert "scored 8/8 aspects" in (logs / "lap:2:polarity-scores.log").read_text()
     for s in (0, 1):
         assert "scored" not in (logs / f"lap:2:polarity:{s}.log").read_text()
     polarity = [r for r in records if r["variant"] == "polarity"]
-    assert all(r["train_rows"] == 4 + 12 and 0 <= r["agreement_with_gpt35"] <= 1 for r in polarity)
+    assert all(r["train_rows"] == 4 + 8 and 0 <= r["agreement_with_gpt35"] <= 1 for r in polarity)
+    # The control trains on the very rows the teacher scored, with the published polarities.
+    setting = bench.Setting("lap", "2", argparse.Namespace(dev_size=4))
+    scored = json.loads(bench.scores_path("lap", "2", argparse.Namespace(
+        out=out, teacher=str(teacher), polarity_rows=8)).read_text())["ids"]
+    assert scored == [e.id for e in setting.subset(8)] and len(set(scored)) == 8
+    assert {r["train_rows"] for r in records if r["variant"] == "subset"} == {4 + 8}
     rows = {r["variant"]: r for r in summary["rows"]}
-    assert set(rows) == {"seed", "polarity"} and sorted(rows["seed"]["seeds"]) == [0, 1]
+    assert set(rows) == {"seed", "subset", "polarity"} and sorted(rows["seed"]["seeds"]) == [0, 1]
     for r in rows.values():
         lo, point, hi = r["pair_f1"][1], r["pair_f1"][0], r["pair_f1"][2]
         assert 0 <= lo <= point <= hi <= 1
     assert json.loads((out / "absa.json").read_text())["rows"] == json.loads(json.dumps(summary["rows"]))
     table = (out / "absa-table.md").read_text().splitlines()
     assert table[2].startswith("| lap 2 % | seed alone | 4 | 2 |") and "| 0: " in table[2]
-    assert table[3].startswith("| lap 2 % | + normalised rows, polarities scored")
+    assert table[3].startswith("| lap 2 % | + a random subset of the normalised rows")
+    assert table[4].startswith("| lap 2 % | + the same subset, polarities scored")
 
     # A rerun skips every finished cell; scoring again (the cache removed) is answered by the ledger alone.
     bench.main(argv)
     assert (out / "absa-runs.jsonl").read_text().splitlines() == lines
     ledger = out / "absa-ledger" / "lap-2"
     paid = ledger_rows(ledger)
-    cache = bench.scores_path("lap", "2", argparse.Namespace(out=out, teacher=str(teacher)))
+    cache = bench.scores_path("lap", "2", argparse.Namespace(out=out, teacher=str(teacher), polarity_rows=8))
     before = json.loads(cache.read_text())
     cache.unlink()
     bench.main(argv[:-4] + ["--only", "lap:2:polarity-scores", "--jobs", "1", "--threads", "1"])
