@@ -6,9 +6,9 @@
     python benchmarks/reasoning.py grid --quick                                    # tiny random llama, seconds
 
 **Grid.** The healed student of a finished run (its ``artifacts/student``) samples k responses to each of
-``--problems`` chain sums per cell of terms × digits (test split, temperature 1); per cell the mean pass rate,
-the share of problems HS-STaR would label boundary (with the process score, as the family labels them), and
-format / truncation rates. The chosen cell has a mean pass rate in [0.25, 0.6] and the largest boundary share
+``--problems`` chain sums per cell of terms × digits (test split, temperature 1; a cell with fewer test problems
+gives all it has: 2 × 1 has 18); per cell the mean pass rate, the share of problems HS-STaR would label boundary
+(with the process score, as the family labels them), and format / truncation rates. The chosen cell has a mean pass rate in [0.25, 0.6] and the largest boundary share
 (else the pass rate nearest 0.4).
 
 **Compare.** ``recipes/reasoning-allocation.yaml`` run at the chosen cell through the pipeline: uniform vs
@@ -47,7 +47,7 @@ def grid(student_dir: Path, terms: list[int], digits: list[int], problems: int, 
         for d in digits:
             began = time.perf_counter()
             task = ReasoningTask(knobs={"terms": t, "digits": d})
-            batch = chain_sum(problems, terms=t, digits=d, split="test", seed=0)
+            batch = chain_sum(problems, terms=t, digits=d, split="test", seed=0, at_most=True)  # 2 x 1 has 18
             drawn = sample_responses(lm, tokenizer, [prompt(task, p.question) for p in batch], k=k,
                                      temperature=1.0, max_new_tokens=max_new_tokens, seed=0, batch_size=batch_size)
             rows = [{"problem_id": p.id, "tokens": s.tokens, **score(task, s.text, p.answer, truncated=s.truncated)}

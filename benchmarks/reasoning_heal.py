@@ -23,8 +23,9 @@ in this process.
 
 **Probe.** Which 15 layers to keep, before any healing: each candidate cut of a finished run's prepared teacher
 (``PROBE_CUTS``) is scored teacher-forced on training solutions (the tokenisation the healing uses): mean
-cross-entropy of the solution tokens, and how often the arithmetic result token (the one right after "=") is
-the cut model's argmax. Forward passes only, a few CPU-minutes; written to ``results/reasoning_heal-probe.json``.
+cross-entropy of the solution tokens, and how often every digit token of an ``a ± b = c`` result is the cut
+model's argmax (until 2026-12-02 only the token right after "=" was scored: a space or a minus sign, not a
+digit). Forward passes only, a few CPU-minutes; written to ``results/reasoning_heal-probe.json``.
 
 **Variants** (``VARIANTS``): the student section's ``loop`` and ``distill`` overrides and its ``keep``. The
 student stays the layer-pruned half-depth copy of the prepared teacher, healed by its logit KD; variants change
@@ -70,6 +71,10 @@ PROBE_CUTS: dict[str, Optional[list[int]]] = {
     "teacher (30 layers)": None, "every_other": list(range(0, 30, 2)), "every_other_last": KEEP_LAST,
     "first_15": list(range(15)), "first_14_last": [*range(14), 29], "first_12_last_3": [*range(12), 27, 28, 29],
     "first_10_last_5": [*range(10), *range(25, 30)], "first_8_last_7": ENDS,
+    # deeper students, for scale: how many layers a cut must keep before the arithmetic survives it
+    "18: first_10_last_8": [*range(10), *range(22, 30)], "20: first_10_last_10": [*range(10), *range(20, 30)],
+    "20: first_14_last_6": [*range(14), *range(24, 30)], "22: first_10_last_12": [*range(10), *range(18, 30)],
+    "24: first_12_last_12": [*range(12), *range(18, 30)],
 }
 QUICK_CUTS: dict[str, Optional[list[int]]] = {"teacher (4 layers)": None, "every_other": [0, 2], "first_2": [0, 1]}
 
@@ -163,8 +168,26 @@ def units(variants: list[str], argv: list[str], prepared: bool) -> list[Unit]:
     return todo if prepared else after_first(todo, lambda unit: "teacher")
 
 
+def result_spans(pieces: list[str]) -> list[list[int]]:
+    """Positions of the digit tokens of each ``a ± b = c`` result in a solution's decoded tokens: what comes
+    after a token ending in "=" up to the line break. SmolLM2 splits "= 16" into " =", " ", "1", "6" (and
+    "= -3" into " =", " -", "3"), so the token right after "=" is only the space or the sign."""
+    spans, current = [], None
+    for i, piece in enumerate(pieces):
+        if piece.strip().endswith("="):
+            current = []
+            spans.append(current)
+        elif current is not None:
+            if "\n" in piece or "<" in piece:
+                current = None
+            elif any(ch.isdigit() for ch in piece):
+                current.append(i)
+    return [span for span in spans if span]
+
+
 def probe(run_dir: Path, examples: int, cuts: dict[str, Optional[list[int]]]) -> list[dict]:
-    """Teacher-forced cross-entropy and result-token accuracy of every cut (``PROBE_CUTS``), untrained."""
+    """Teacher-forced cross-entropy and result accuracy of every cut (``PROBE_CUTS``), untrained: a result is
+    right when each of its digit tokens is the cut model's argmax (:func:`result_spans`)."""
     import copy
 
     import torch
@@ -188,13 +211,13 @@ def probe(run_dir: Path, examples: int, cuts: dict[str, Optional[list[int]]]) ->
                 logits = model(torch.tensor([ids])).logits[0, n_prompt - 1:-1].float()
             targets = torch.tensor(ids[n_prompt:])
             losses.append(torch.nn.functional.cross_entropy(logits, targets).item())
-            after_equals = [i for i in range(1, len(targets))
-                            if tokenizer.decode(ids[n_prompt + i - 1:n_prompt + i]).strip().endswith("=")]
-            right += sum(int(logits[i].argmax() == targets[i]) for i in after_equals)
-            results += len(after_equals)
+            hits = (logits.argmax(-1) == targets).tolist()
+            spans = result_spans([tokenizer.decode([t]) for t in ids[n_prompt:]])
+            right += sum(all(hits[i] for i in span) for span in spans)
+            results += len(spans)
         rows.append({"cut": name, "layers": keep or list(range(teacher.config.num_hidden_layers)),
-                     "solution_ce": round(sum(losses) / len(losses), 3), "result_tokens": results,
-                     "result_token_accuracy": round(right / max(results, 1), 3)})
+                     "solution_ce": round(sum(losses) / len(losses), 3), "results": results,
+                     "result_accuracy": round(right / max(results, 1), 3)})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 

@@ -77,3 +77,14 @@ def test_teachers_are_copied_from_finished_variants_and_units_wait_for_the_first
     assert [(u.name, u.after) for u in waiting] == [("kd20", ()), ("kd40_lr5e4", ("kd20",))]
     assert waiting[1].argv[1:] == (*argv, "--variants", "kd40_lr5e4", "--jobs", "1", "--child")
     assert all(u.after == () for u in heal.units(["kd20", "kd40_lr5e4"], argv, prepared=True))
+
+
+def test_probe_scores_the_digits_of_each_result_not_the_space_after_equals():
+    spec = importlib.util.spec_from_file_location("reasoning_heal", SCRIPT)
+    heal = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(heal)
+    # SmolLM2's pieces of "9 + 7 = 16\n16 - 19 = -3\n<answer>-3</answer>"
+    pieces = ["9", " +", " ", "7", " =", " ", "1", "6", "\n", "1", "6", " -", " ", "1", "9", " =", " -", "3", "\n",
+              "<", "answer", ">-", "3", "</", "answer", ">"]
+    assert heal.result_spans(pieces) == [[6, 7], [17]]
+    assert heal.result_spans(["4", " =", "\n"]) == []  # no digits after "=": nothing to score

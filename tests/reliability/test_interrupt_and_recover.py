@@ -37,16 +37,6 @@ def errors(events: list[dict]) -> list[str]:
 
 
 def test_ctrl_c_stops_within_two_seconds_and_says_what_was_saved(serve, tmp_path):
-    # On a machine loaded by other jobs the interrupted process has once missed the deadline in a full-suite run
-    # (passing alone); a second attempt in a fresh directory tells a load fluke from a broken Ctrl-C.
-    try:
-        _ctrl_c_case(serve, tmp_path / "first")
-    except (AssertionError, subprocess.TimeoutExpired):
-        _ctrl_c_case(serve, tmp_path / "second")
-
-
-def _ctrl_c_case(serve, tmp_path):
-    tmp_path.mkdir()
     holding, release, held = [True], threading.Event(), []
 
     def hold(n: int, body: dict):
@@ -58,10 +48,20 @@ def _ctrl_c_case(serve, tmp_path):
     server = serve(hold)
     path = recipe(tmp_path, server.url, teacher={"timeout_s": 120})
     log = tmp_path / "log.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "protege.cli", "--log-jsonl", str(log), "run", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    # The child must get Ctrl-C as a terminal user's process does. A process inherits an *ignored* SIGINT across
+    # exec (a test suite started in the background by a non-interactive shell runs with SIGINT ignored), and then
+    # Python never installs its KeyboardInterrupt handler: the signal would be dropped and no exit ever come. A
+    # handler installed here is reset to the default by exec, so the child's Python installs its own.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        proc = subprocess.Popen([sys.executable, "-m", "protege.cli", "--log-jsonl", str(log), "run", str(path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        # The 2 s are counted from the Ctrl-C, once the run is in its teacher-calling loop with requests held in
+        # flight: start-up and loading, seconds long on a loaded machine, are not part of the guarantee.
         deadline = time.time() + 120
         while len(held) < 2 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.05)
@@ -69,7 +69,11 @@ def _ctrl_c_case(serve, tmp_path):
         time.sleep(0.3)
         began = time.perf_counter()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"no exit within 30 s of Ctrl-C:\n{proc.communicate()[1][-600:]}")
         elapsed = time.perf_counter() - began
     finally:
         holding[0] = False

@@ -43,6 +43,10 @@ def test_chain_sum_one_digit_numbers_exclude_zero_and_a_small_space_runs_out_wit
     assert all(1 <= int(t) <= 9 for p in problems for t in p.question[8:-1].split() if t.isdigit())
     with pytest.raises(ValueError, match=r"only \d+ distinct test problems at terms=2, digits=1; lower count=500"):
         chain_sum(500, terms=2, digits=1, split="test")
+    every = chain_sum(500, terms=2, digits=1, split="test", at_most=True)  # the whole split, for the boundary grid
+    assert 10 < len(every) < 500 and len({p.question for p in every}) == len(every)
+    assert every[:10] == problems and all(p.id in {q.id for q in every} for p in chain_sum(len(every), terms=2,
+                                                                                           digits=1, split="test"))
 
 
 @pytest.mark.parametrize("knobs, message", [
